@@ -1,0 +1,602 @@
+import type { BatchItem, BusEvent, HandlerContext } from './bus-types.js';
+import type { Clock } from './clock.js';
+import { sleep } from './clock.js';
+import type { ContextDeps } from './context.js';
+import { Context, DeadLetterRequest, faultType } from './context.js';
+import type { Contract, RequestContract } from './contracts.js';
+import { upcast, validate } from './contracts.js';
+import { ClosedError, DecodeError, DelayedRetry, HandlerTimeoutError, NonRetryableError } from './errors.js';
+import type { Message } from './message.js';
+import { matchesHeaders, matchesPattern } from './names.js';
+import type { Producer } from './producer.js';
+import type { RetryPolicy } from './retry.js';
+import { nextRetryDelay } from './retry.js';
+import type { InboxStore } from './stores.js';
+import type { ConsumerHandle, DeadLetterInfo, DeadLetterStore, Delivery, Transport } from './transport.js';
+import { decodeEnvelope, envelopeSizeBytes } from './wire.js';
+
+/** One registered handler, as the consumer runs it. */
+export interface Subscription {
+  readonly pattern: string;
+  readonly contract?: Contract | undefined;
+  readonly headers?: Readonly<Record<string, string>> | undefined;
+  readonly handler: (data: unknown, ctx: HandlerContext) => unknown;
+  readonly retry: RetryPolicy;
+  readonly timeoutMs?: number | undefined;
+  readonly onDeadLetter: 'release' | 'park';
+  readonly batch?: { readonly size: number; readonly maxWaitMs: number } | undefined;
+}
+
+export interface ConsumerDeps {
+  readonly endpoint: string;
+  readonly transport: Transport;
+  readonly clock: Clock;
+  readonly producer: Producer;
+  readonly run: (ctx: Context, last: (ctx: Context) => Promise<void>) => Promise<void>;
+  readonly contracts: ReadonlyMap<string, Contract>;
+  readonly routeCommand: ContextDeps['routeCommand'];
+  readonly maxMessageBytes: number;
+  readonly deadLetterStore: DeadLetterStore;
+  readonly dedupStore: InboxStore;
+  readonly dedupWindowMs: number;
+  readonly random: () => number;
+  readonly emit: (event: BusEvent) => void;
+}
+
+/** A delivery being worked on; settled at most once, whatever races (stop deadline, lease, kill). */
+interface Work {
+  readonly delivery: Delivery;
+  readonly controller: AbortController;
+  settled: boolean;
+}
+
+interface PendingBatch {
+  readonly items: { work: Work; ctx: Context; sub: Subscription; resolve: () => void }[];
+  timer?: ReturnType<Clock['setTimeout']> | undefined;
+}
+
+/**
+ * Takes one queue's deliveries and runs them through the handler pipeline: decode, checks, the
+ * core's emulation of what the transport lacks (delay, priority, key order, dedup, TTL, DLQ),
+ * middleware, handler, then exactly one settle by the retry policy.
+ */
+export class QueueConsumer {
+  private handle: ConsumerHandle | undefined;
+  private buffer: Work[] = [];
+  private readonly running = new Set<Work>();
+  private readonly idle = new Set<() => void>();
+  private dispatchScheduled = false;
+  private stopping = false;
+  private killed = false;
+  /** Emulated key order: the tail of each key's chain of handlers in this process. */
+  private readonly keyChains = new Map<string, Promise<void>>();
+  private readonly batches = new Map<Subscription, PendingBatch>();
+  private readonly emulate: { priority: boolean; keys: boolean; dedup: boolean; deadLetter: boolean };
+
+  constructor(
+    readonly queue: string,
+    readonly subscriptions: Subscription[],
+    private readonly limits: { concurrency: number; prefetch: number; leaseMs: number },
+    private readonly deps: ConsumerDeps,
+  ) {
+    const caps = deps.transport.capabilities;
+    this.emulate = {
+      priority: caps.priority !== 'native',
+      keys: caps.keyOrdering !== 'native',
+      dedup: caps.dedup !== 'native',
+      deadLetter: caps.deadLetter !== 'native',
+    };
+  }
+
+  async start(): Promise<void> {
+    this.handle = await this.deps.transport.consume(
+      this.queue,
+      { prefetch: this.limits.prefetch, leaseMs: this.limits.leaseMs },
+      (delivery) => this.receive(delivery),
+    );
+  }
+
+  private receive(delivery: Delivery): void {
+    const work: Work = { delivery, controller: new AbortController(), settled: false };
+    if (this.stopping || this.killed) {
+      void this.settle(work, () => delivery.release());
+      return;
+    }
+    this.buffer.push(work);
+    this.scheduleDispatch();
+  }
+
+  // Dispatch on the next turn so a burst of deliveries is in the buffer before we choose (priority emulation).
+  private scheduleDispatch(): void {
+    if (this.dispatchScheduled) return;
+    this.dispatchScheduled = true;
+    setImmediate(() => {
+      this.dispatchScheduled = false;
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    const concurrency = Math.max(
+      this.limits.concurrency,
+      ...this.subscriptions.map((s) => s.batch?.size ?? 0),
+    );
+    while (this.buffer.length > 0 && this.running.size < concurrency && !this.stopping) {
+      const index = this.emulate.priority ? this.highestPriorityIndex() : 0;
+      const [work] = this.buffer.splice(index, 1);
+      this.running.add(work!);
+      void this.process(work!).finally(() => {
+        this.running.delete(work!);
+        if (this.running.size === 0) for (const wake of this.idle) wake();
+        this.scheduleDispatch();
+      });
+    }
+  }
+
+  private highestPriorityIndex(): number {
+    let best = 0;
+    for (let i = 1; i < this.buffer.length; i++) {
+      if (
+        (this.buffer[i]!.delivery.envelope.priority ?? 0) >
+        (this.buffer[best]!.delivery.envelope.priority ?? 0)
+      )
+        best = i;
+    }
+    return best;
+  }
+
+  /** Settles `work` once; later attempts (after a stop deadline or a kill) do nothing. */
+  private async settle(work: Work, action: () => Promise<boolean>): Promise<boolean> {
+    if (work.settled || this.killed) return false;
+    work.settled = true;
+    return action();
+  }
+
+  private async process(work: Work): Promise<void> {
+    try {
+      const key = work.delivery.envelope.key;
+      if (this.emulate.keys && key !== undefined) {
+        const previous = this.keyChains.get(key) ?? Promise.resolve();
+        const mine = previous.then(() => this.handleWithLocalRetries(work));
+        const tail = mine.catch(() => {});
+        this.keyChains.set(key, tail);
+        await mine;
+        if (this.keyChains.get(key) === tail) this.keyChains.delete(key);
+      } else {
+        await this.handleDelivery(work, work.delivery.attempt);
+      }
+    } catch (error) {
+      this.deps.emit({ kind: 'error', error, queue: this.queue });
+    }
+  }
+
+  /**
+   * Emulated key order: a failing keyed message must hold its key, so it is retried here, in process,
+   * instead of going back to a broker that would hand the next same-key message to someone else.
+   */
+  private async handleWithLocalRetries(work: Work): Promise<void> {
+    let attempt = work.delivery.attempt;
+    for (;;) {
+      const outcome = await this.handleDelivery(work, attempt, true);
+      if (outcome === undefined || work.settled || this.stopping) return;
+      await work.delivery.extendLease(outcome + this.limits.leaseMs);
+      await sleep(this.deps.clock, outcome, work.controller.signal).catch(() => {});
+      if (this.stopping) return;
+      attempt++;
+    }
+  }
+
+  /**
+   * Runs one delivery to its settle. With `holdRetries`, a retry is not sent to the transport: the
+   * delay is returned for the caller to wait and run again.
+   */
+  private async handleDelivery(
+    work: Work,
+    attempt: number,
+    holdRetries = false,
+  ): Promise<number | undefined> {
+    const { delivery } = work;
+    const { envelope } = delivery;
+    const size = envelopeSizeBytes(envelope);
+    if (size > this.deps.maxMessageBytes) {
+      await this.deadLetter(work, envelope.type, envelope.id, attempt, {
+        reason: 'too-large',
+        errorName: 'MessageTooLargeError',
+        errorMessage: `message is ${size} bytes, over the ${this.deps.maxMessageBytes}-byte limit (maxMessageBytes)`,
+      });
+      return undefined;
+    }
+    let message: Message;
+    try {
+      message = decodeEnvelope(envelope);
+    } catch (error) {
+      const decodeError =
+        error instanceof DecodeError ? error : new DecodeError(String(error), { cause: error });
+      await this.deadLetter(work, envelope.type, envelope.id, attempt, {
+        reason: 'decode',
+        errorName: decodeError.name,
+        errorMessage: decodeError.message,
+      });
+      return undefined;
+    }
+    const now = this.deps.transport.now();
+    if (message.expiresAt !== undefined && message.expiresAt <= now) {
+      await this.deadLetter(work, message.type, message.id, attempt, {
+        reason: 'expired',
+        errorMessage: `expired at ${new Date(message.expiresAt).toISOString()} before it was handled`,
+      });
+      return undefined;
+    }
+    if (message.deliverAt !== undefined && message.deliverAt > now) {
+      await this.settle(work, () => delivery.defer(message.deliverAt!));
+      return undefined;
+    }
+    if (this.emulate.dedup && message.dedupId !== undefined) {
+      const first = await this.deps.dedupStore.putIfAbsent(
+        `${this.queue}#dedup`,
+        message.dedupId,
+        message.id,
+        this.deps.dedupWindowMs,
+      );
+      if (first !== undefined && first !== message.id) {
+        await this.settle(work, () => delivery.ack());
+        return undefined;
+      }
+    }
+    const typeMatches = this.subscriptions.filter((s) => matchesPattern(s.pattern, message.type));
+    if (typeMatches.length === 0) {
+      await this.deadLetter(work, message.type, message.id, attempt, {
+        reason: 'rejected',
+        errorMessage: `no handler for '${message.type}' on queue '${this.queue}'`,
+      });
+      return undefined;
+    }
+    const subs = typeMatches.filter((s) => matchesHeaders(s.headers, message.headers));
+    if (subs.length === 0) {
+      // Routed by a broader binding than the handlers' header filters (header filtering emulated).
+      await this.settle(work, () => delivery.ack());
+      return undefined;
+    }
+    const policy = subs[0]!.retry;
+    if (attempt > policy.maxAttempts) {
+      // The process died during the earlier attempts (each counted before it ran): stop here.
+      await this.deadLetter(
+        work,
+        message.type,
+        message.id,
+        attempt - 1,
+        {
+          reason: 'max-attempts',
+          errorMessage: `gave up after ${attempt - 1} attempts that did not finish (crash or lease expiry)`,
+        },
+        subs[0],
+        message,
+      );
+      return undefined;
+    }
+    const contract = subs[0]!.contract ?? this.deps.contracts.get(message.type);
+    if (contract) {
+      try {
+        const data = await validate(
+          contract.schema,
+          upcast(contract, message.data, message.version),
+          `message '${message.type}'`,
+        );
+        message = { ...message, data };
+      } catch (error) {
+        await this.deadLetter(
+          work,
+          message.type,
+          message.id,
+          attempt,
+          {
+            reason: 'validation',
+            errorName: (error as Error).name,
+            errorMessage: (error as Error).message,
+          },
+          subs[0],
+          message,
+        );
+        return undefined;
+      }
+    }
+
+    const batchSub = subs.find((s) => s.batch);
+    if (batchSub) return this.joinBatch(work, message, batchSub, attempt);
+
+    const ctx = this.context(work, message, subs[0]!, attempt);
+    const outcome = await this.runHandlers(work, ctx, subs, message);
+    return this.conclude(work, ctx, message, subs[0]!, attempt, outcome, holdRetries);
+  }
+
+  private context(work: Work, message: Message, sub: Subscription, attempt: number): Context {
+    const requestContract = sub.contract?.kind === 'request' ? (sub.contract as RequestContract) : undefined;
+    return new Context(message, work.delivery, attempt, work.controller.signal, {
+      endpoint: this.deps.endpoint,
+      producer: this.deps.producer,
+      routeCommand: this.deps.routeCommand,
+      requestContract,
+    });
+  }
+
+  /** Runs the middleware and every matching handler; resolves the error, or undefined on success. */
+  private async runHandlers(
+    work: Work,
+    ctx: Context,
+    subs: readonly Subscription[],
+    message: Message,
+  ): Promise<unknown> {
+    const timeoutMs = subs[0]!.timeoutMs;
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    try {
+      const run = this.deps.run(ctx, async (c) => {
+        if (c.skipped) return;
+        for (const sub of subs) {
+          const result = await sub.handler(c.data, c);
+          if (sub.contract?.kind === 'request' && result !== undefined && message.replyTo !== undefined)
+            await c.reply(result);
+        }
+      });
+      if (timeoutMs === undefined) {
+        await run;
+      } else {
+        await Promise.race([
+          run,
+          new Promise<never>((_, reject) => {
+            timer = this.deps.clock.setTimeout(() => {
+              const error = new HandlerTimeoutError(
+                `handler for '${message.type}' on '${this.queue}' ran past ${timeoutMs} ms`,
+              );
+              work.controller.abort(error);
+              reject(error);
+            }, timeoutMs);
+          }),
+        ]);
+      }
+      return undefined;
+    } catch (error) {
+      return error ?? new Error('handler threw undefined');
+    } finally {
+      if (timer !== undefined) this.deps.clock.clearTimeout(timer);
+    }
+  }
+
+  /** Settles after the handler ran: ack with its output, or retry / dead-letter by the policy. */
+  private async conclude(
+    work: Work,
+    ctx: Context,
+    message: Message,
+    sub: Subscription,
+    attempt: number,
+    error: unknown,
+    holdRetries: boolean,
+  ): Promise<number | undefined> {
+    if (error === undefined) {
+      try {
+        const acked = await this.settle(work, () => work.delivery.ack(ctx.outgoing));
+        if (acked) {
+          for (const item of ctx.outgoing)
+            this.deps.emit({ kind: 'published', message: decodeEnvelope(item.envelope), to: item.to });
+          this.deps.emit({ kind: 'consumed', message, queue: this.queue, attempt });
+          for (const after of ctx.afterAck) await after();
+        }
+        return undefined;
+      } catch (storeError) {
+        // The output could not be stored (no route, broker down): the message was not acked.
+        work.settled = false;
+        error = storeError;
+      }
+    }
+    if (this.stopping && work.controller.signal.aborted) {
+      await this.settle(work, () => work.delivery.release());
+      return undefined;
+    }
+    if (error instanceof DeadLetterRequest) {
+      await this.deadLetter(
+        work,
+        message.type,
+        message.id,
+        attempt,
+        { reason: error.reason, errorMessage: error.message },
+        sub,
+        message,
+      );
+      return undefined;
+    }
+    if (error instanceof NonRetryableError) {
+      await this.deadLetter(
+        work,
+        message.type,
+        message.id,
+        attempt,
+        describe('rejected', error),
+        sub,
+        message,
+      );
+      return undefined;
+    }
+    const delayMs =
+      error instanceof DelayedRetry
+        ? attempt < sub.retry.maxAttempts
+          ? error.delayMs
+          : null
+        : nextRetryDelay(sub.retry, attempt, this.deps.random);
+    if (delayMs === null) {
+      await this.deadLetter(
+        work,
+        message.type,
+        message.id,
+        attempt,
+        describe('max-attempts', error),
+        sub,
+        message,
+      );
+      return undefined;
+    }
+    this.deps.emit({ kind: 'retried', message, queue: this.queue, attempt, delayMs, error });
+    if (holdRetries) return delayMs;
+    await this.settle(work, () => work.delivery.retry(delayMs));
+    return undefined;
+  }
+
+  private joinBatch(work: Work, message: Message, sub: Subscription, attempt: number): Promise<undefined> {
+    const ctx = this.context(work, message, sub, attempt);
+    return new Promise((resolve) => {
+      let batch = this.batches.get(sub);
+      if (!batch) {
+        const fresh: PendingBatch = { items: [] };
+        batch = fresh;
+        this.batches.set(sub, fresh);
+        fresh.timer = this.deps.clock.setTimeout(() => void this.runBatch(sub, fresh), sub.batch!.maxWaitMs);
+      }
+      batch.items.push({ work, ctx, sub, resolve: () => resolve(undefined) });
+      if (batch.items.length >= sub.batch!.size) void this.runBatch(sub, batch);
+    });
+  }
+
+  private async runBatch(sub: Subscription, batch: PendingBatch): Promise<void> {
+    if (this.batches.get(sub) !== batch) return;
+    this.batches.delete(sub);
+    if (batch.timer !== undefined) this.deps.clock.clearTimeout(batch.timer);
+    const failures = new Map<number, unknown>();
+    const items: BatchItem<unknown>[] = batch.items.map(({ ctx }, i) => ({
+      data: ctx.data,
+      ctx,
+      fail: (error: unknown) => void failures.set(i, error ?? new Error('failed')),
+    }));
+    let batchError: unknown;
+    try {
+      await (sub.handler as unknown as (items: BatchItem<unknown>[]) => unknown)(items);
+    } catch (error) {
+      batchError = error ?? new Error('batch handler threw undefined');
+    }
+    await Promise.all(
+      batch.items.map(async ({ work, ctx, resolve }, i) => {
+        try {
+          const error = batchError ?? failures.get(i);
+          await this.conclude(work, ctx, ctx.message, sub, ctx.attempt, error, false);
+        } finally {
+          resolve();
+        }
+      }),
+    );
+  }
+
+  private async deadLetter(
+    work: Work,
+    type: string,
+    id: string,
+    attempts: number,
+    details: Pick<DeadLetterInfo, 'reason' | 'errorName' | 'errorCode' | 'errorMessage'>,
+    sub?: Subscription,
+    message?: Message,
+  ): Promise<void> {
+    const { delivery } = work;
+    const info: DeadLetterInfo = {
+      ...details,
+      attempts,
+      queue: this.queue,
+      failedAt: this.deps.transport.now(),
+      parkKey: sub?.onDeadLetter === 'park' && delivery.envelope.key !== undefined,
+    };
+    const done = await this.settle(work, async () => {
+      if (!this.emulate.deadLetter) return delivery.deadLetter(info);
+      await this.deps.deadLetterStore.add({ envelope: delivery.envelope, info });
+      return delivery.ack();
+    });
+    if (!done) return;
+    this.deps.emit({
+      kind: 'dead-lettered',
+      type,
+      id,
+      queue: this.queue,
+      reason: info.reason,
+      error: details.errorMessage,
+    });
+    if (message?.replyTo !== undefined && details.reason !== 'expired')
+      await this.sendFault(message, details);
+  }
+
+  /** Tells a requester its request failed for good, so it need not wait for the timeout. */
+  private async sendFault(
+    message: Message,
+    details: Pick<DeadLetterInfo, 'reason' | 'errorName' | 'errorCode' | 'errorMessage'>,
+  ): Promise<void> {
+    try {
+      const { item } = await this.deps.producer.prepareValid({
+        type: faultType,
+        data: {
+          name: details.errorName ?? 'Error',
+          code: details.errorCode,
+          message: details.errorMessage ?? details.reason,
+        },
+        version: 1,
+        options: {},
+        to: { kind: 'queue', queue: message.replyTo! },
+        lineage: { correlationId: message.correlationId, causationId: message.id },
+      });
+      await this.deps.transport.publish([item]);
+    } catch {
+      // Replies are not durable (DESIGN.md §2.11): a requester that is gone times out.
+    }
+  }
+
+  /** Graceful stop (DESIGN.md §2.15). */
+  async stop(timeoutMs: number): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.handle?.stop();
+    const waiting = this.buffer.splice(0);
+    await Promise.all(waiting.map((work) => this.settle(work, () => work.delivery.release())));
+    for (const [sub, batch] of this.batches) {
+      this.batches.delete(sub);
+      if (batch.timer !== undefined) this.deps.clock.clearTimeout(batch.timer);
+      await Promise.all(
+        batch.items.map(async ({ work, resolve }) => {
+          await this.settle(work, () => work.delivery.release());
+          resolve();
+        }),
+      );
+    }
+    if (this.running.size > 0) {
+      let timer: ReturnType<Clock['setTimeout']> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idle.add(resolve)),
+        new Promise<void>((resolve) => {
+          timer = this.deps.clock.setTimeout(resolve, timeoutMs);
+        }),
+      ]);
+      if (timer !== undefined) this.deps.clock.clearTimeout(timer);
+    }
+    // Past the deadline: tell the stragglers and hand their messages back unacked, uncounted.
+    const reason = new ClosedError(`the bus of '${this.deps.endpoint}' stopped`);
+    for (const work of this.running) {
+      work.controller.abort(reason);
+      await this.settle(work, () => work.delivery.release());
+    }
+  }
+
+  /** Crash stand-in: stop taking deliveries and settle nothing more. */
+  kill(): void {
+    this.killed = true;
+    this.stopping = true;
+    void this.handle?.stop();
+    for (const work of this.running) work.controller.abort(new ClosedError('killed'));
+  }
+}
+
+function describe(
+  reason: string,
+  error: unknown,
+): Pick<DeadLetterInfo, 'reason' | 'errorName' | 'errorCode' | 'errorMessage'> {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return {
+      reason,
+      errorName: error.name,
+      errorCode: typeof code === 'string' ? code : undefined,
+      errorMessage: error.message,
+    };
+  }
+  return { reason, errorName: 'Error', errorMessage: String(error) };
+}

@@ -1,0 +1,132 @@
+import type { HandlerContext, PublishOptions } from './bus-types.js';
+import type { CommandContract, Contract, EventContract, RequestContract } from './contracts.js';
+import { validate } from './contracts.js';
+import { deriveMessageId } from './ids.js';
+import type { Message } from './message.js';
+import type { Producer } from './producer.js';
+import type { Delivery, Destination, PublishItem } from './transport.js';
+
+/** Thrown by `ctx.deadLetter`: not an error, a request to skip the retries. */
+export class DeadLetterRequest {
+  constructor(
+    readonly reason: string,
+    readonly message: string,
+  ) {}
+}
+
+/** Type of the reply message to a request, and of the failure returned instead of one. */
+export const replyType = 'courier.reply';
+export const faultType = 'courier.fault';
+
+export interface ContextDeps {
+  readonly endpoint: string;
+  readonly producer: Producer;
+  readonly routeCommand: (type: string) => Destination;
+  readonly requestContract?: RequestContract | undefined;
+}
+
+/**
+ * The handler's view of one delivery. Output is held in `outgoing` and stored with the ack only if the
+ * handler succeeds; output ids derive from the handled message's id, the queue and the output's index.
+ */
+export class Context<T = unknown> implements HandlerContext<T> {
+  readonly outgoing: PublishItem[] = [];
+  readonly afterAck: (() => Promise<void>)[] = [];
+  /** Set by the inbox: the message was handled before, ack without running the handler. */
+  skipped = false;
+  /** The innermost step of the middleware chain: the handlers. */
+  final: (ctx: Context) => Promise<void> = async () => {};
+  data: T;
+  private outputIndex = 0;
+
+  constructor(
+    readonly message: Message<T>,
+    private readonly delivery: Delivery,
+    readonly attempt: number,
+    readonly signal: AbortSignal,
+    private readonly deps: ContextDeps,
+  ) {
+    this.data = message.data;
+  }
+
+  get id() {
+    return this.message.id;
+  }
+  get type() {
+    return this.message.type;
+  }
+  get headers() {
+    return this.message.headers;
+  }
+  get key() {
+    return this.message.key;
+  }
+  get correlationId() {
+    return this.message.correlationId;
+  }
+  get causationId() {
+    return this.message.causationId;
+  }
+  get queue() {
+    return this.delivery.queue;
+  }
+  get endpoint() {
+    return this.deps.endpoint;
+  }
+
+  publish<C extends EventContract>(contract: C, data: unknown, options: PublishOptions = {}): Promise<void> {
+    return this.hold(contract, data, options, { kind: 'topic' });
+  }
+
+  send<C extends CommandContract>(contract: C, data: unknown, options: PublishOptions = {}): Promise<void> {
+    return this.hold(contract, data, options, this.deps.routeCommand(contract.type));
+  }
+
+  async reply(data: unknown): Promise<void> {
+    const replyTo = this.message.replyTo;
+    if (replyTo === undefined) return;
+    const contract = this.deps.requestContract;
+    const valid = contract ? await validate(contract.replySchema, data, `reply to '${this.type}'`) : data;
+    await this.holdValid(replyType, valid, 1, {}, { kind: 'queue', queue: replyTo });
+  }
+
+  deadLetter(reason: string, message = `dead-lettered by the handler: ${reason}`): never {
+    throw new DeadLetterRequest(reason, message);
+  }
+
+  extendLease(ms: number): Promise<boolean> {
+    return this.delivery.extendLease(ms);
+  }
+
+  private async hold(
+    contract: Contract,
+    data: unknown,
+    options: PublishOptions,
+    to: Destination,
+  ): Promise<void> {
+    const valid = await validate(contract.schema, data, `message '${contract.type}'`);
+    await this.holdValid(contract.type, valid, contract.version, options, to);
+  }
+
+  private async holdValid(
+    type: string,
+    data: unknown,
+    version: number,
+    options: PublishOptions,
+    to: Destination,
+  ): Promise<void> {
+    const id = deriveMessageId(this.message.id, this.outputIndex++, this.delivery.queue);
+    const { item } = await this.deps.producer.prepareValid({
+      type,
+      data,
+      version,
+      options,
+      to,
+      id,
+      // Same id on a redelivery, so transport dedup drops the copy stored before a crash.
+      dedupId: options.dedupId ?? id,
+      lineage: { correlationId: this.message.correlationId, causationId: this.message.id },
+    });
+    this.outgoing.push(item);
+  }
+}
