@@ -68,5 +68,5 @@ export function nextRetryDelay(
   const exponent = attempt - policy.immediate - 1;
   const delay = Math.min(policy.maxDelayMs, policy.initialDelayMs * policy.factor ** exponent);
   const spread = delay * policy.jitter;
-  return Math.max(0, Math.round(delay - spread + random() * 2 * spread));
+  return Math.min(policy.maxDelayMs, Math.max(0, Math.round(delay - spread + random() * 2 * spread)));
 }
