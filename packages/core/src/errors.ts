@@ -160,14 +160,6 @@ export class HandlerTimeoutError extends CourierError {
   }
 }
 
-/** A message's contract version is newer than this consumer knows, or an upcaster is missing. */
-export class VersionError extends CourierError {
-  static readonly code = 'COURIER_VERSION';
-  constructor(message: string, options?: CourierErrorOptions) {
-    super(VersionError.code, message, options);
-  }
-}
-
 /** Every error class, for tools and for the test that keeps docs/errors.md complete. */
 export const errorClasses = [
   ValidationError,
@@ -184,5 +176,4 @@ export const errorClasses = [
   DelayedRetry,
   RemoteError,
   HandlerTimeoutError,
-  VersionError,
 ] as const;
