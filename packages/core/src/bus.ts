@@ -290,13 +290,11 @@ class MessageBus implements Bus {
     this.state = 'starting';
     for (const queue of this.queues.values()) {
       const needsPark = queue.subscriptions.some((s) => s.onDeadLetter === 'park');
-      if (
-        needsPark &&
-        (this.transport.capabilities.deadLetter !== 'native' ||
-          this.transport.capabilities.keyOrdering !== 'native')
-      ) {
+      const caps = this.transport.capabilities;
+      const missing = (['deadLetter', 'keyOrdering'] as const).filter((c) => caps[c] !== 'native');
+      if (needsPark && missing.length > 0) {
         throw new UnsupportedError(
-          `onDeadLetter: 'park' needs a transport with a native DLQ and native key order; '${this.transport.name}' has neither both`,
+          `onDeadLetter: 'park' needs a native dead-letter queue and key order; transport '${this.transport.name}' lacks: ${missing.join(', ')}`,
         );
       }
     }

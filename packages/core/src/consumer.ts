@@ -122,8 +122,7 @@ export class QueueConsumer {
       ...this.subscriptions.map((s) => s.batch?.size ?? 0),
     );
     while (this.buffer.length > 0 && this.running.size < concurrency && !this.stopping) {
-      const index = this.emulate.priority ? this.highestPriorityIndex() : 0;
-      const [work] = this.buffer.splice(index, 1);
+      const [work] = this.buffer.splice(this.nextIndex(), 1);
       this.running.add(work!);
       void this.process(work!).finally(() => {
         this.running.delete(work!);
@@ -133,14 +132,28 @@ export class QueueConsumer {
     }
   }
 
-  private highestPriorityIndex(): number {
+  /**
+   * Which buffered delivery runs next. Emulated priority picks the highest in the buffer (so its reach
+   * is the prefetch window); emulated key order then swaps in the earliest-published message of that
+   * key, since key order wins over priority (DESIGN.md §2.8). Ids are time-ordered (UUIDv7).
+   */
+  private nextIndex(): number {
     let best = 0;
-    for (let i = 1; i < this.buffer.length; i++) {
-      if (
-        (this.buffer[i]!.delivery.envelope.priority ?? 0) >
-        (this.buffer[best]!.delivery.envelope.priority ?? 0)
-      )
-        best = i;
+    if (this.emulate.priority) {
+      for (let i = 1; i < this.buffer.length; i++) {
+        if (
+          (this.buffer[i]!.delivery.envelope.priority ?? 0) >
+          (this.buffer[best]!.delivery.envelope.priority ?? 0)
+        )
+          best = i;
+      }
+    }
+    const key = this.buffer[best]!.delivery.envelope.key;
+    if (this.emulate.keys && key !== undefined) {
+      for (let i = 0; i < this.buffer.length; i++) {
+        const envelope = this.buffer[i]!.delivery.envelope;
+        if (envelope.key === key && envelope.id < this.buffer[best]!.delivery.envelope.id) best = i;
+      }
     }
     return best;
   }
