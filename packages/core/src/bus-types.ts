@@ -202,7 +202,7 @@ export interface DeadLetterListOptions extends DeadLetterFilter {
   cursor?: string;
 }
 
-/** Dead letters as the bus shows them: the decoded message where it decodes, and why it failed. */
+/** A dead letter as the bus lists it: the stored envelope, why it failed, and that reason as headers. */
 export interface DeadLetterView extends DeadLetter {
   /** The reason and failure details as headers: `courier-dlq-reason`, `courier-dlq-error-name`, ... */
   readonly headers: Readonly<Record<string, string>>;

@@ -155,6 +155,9 @@ class MessageBus implements Bus {
     const size = positiveInt(options.size ?? 100, 'batch size');
     const maxWaitMs = positiveInt(options.maxWaitMs ?? 50, 'batch maxWaitMs');
     const queue = this.subscribe(contract, handler as never, options, { size, maxWaitMs });
+    // A batch can only fill if the broker may hand over that many at once.
+    const limits = this.queues.get(queue)!.limits;
+    limits.prefetch = Math.max(limits.prefetch, size);
     if (contract.kind === 'event') this.bindings.push({ queue, pattern: contract.type });
     else this.routes.set(contract.type, queue);
     return this;

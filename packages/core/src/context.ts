@@ -87,7 +87,8 @@ export class Context<T = unknown> implements HandlerContext<T> {
     if (replyTo === undefined) return;
     const contract = this.deps.requestContract;
     const valid = contract ? await validate(contract.replySchema, data, `reply to '${this.type}'`) : data;
-    await this.holdValid(replyType, valid, 1, {}, { kind: 'queue', queue: replyTo });
+    // A requester that stopped took its reply queue with it; replies are not durable, so drop it then.
+    await this.holdValid(replyType, valid, 1, {}, { kind: 'queue', queue: replyTo }, true);
   }
 
   deadLetter(reason: string, message = `dead-lettered by the handler: ${reason}`): never {
@@ -114,6 +115,7 @@ export class Context<T = unknown> implements HandlerContext<T> {
     version: number,
     options: PublishOptions,
     to: Destination,
+    dropIfNoQueue = false,
   ): Promise<void> {
     const id = deriveMessageId(this.message.id, this.outputIndex++, this.delivery.queue);
     const { item } = await this.deps.producer.prepareValid({
@@ -127,6 +129,6 @@ export class Context<T = unknown> implements HandlerContext<T> {
       dedupId: options.dedupId ?? id,
       lineage: { correlationId: this.message.correlationId, causationId: this.message.id },
     });
-    this.outgoing.push(item);
+    this.outgoing.push(dropIfNoQueue ? { ...item, dropIfNoQueue } : item);
   }
 }

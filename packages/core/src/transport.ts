@@ -61,6 +61,8 @@ export interface PublishItem {
   readonly to: Destination;
   /** Set by dead-letter replay: store even if the dedupId was seen. */
   readonly bypassDedup?: boolean;
+  /** Replies: drop the item, without failing the batch, when its queue no longer exists (DESIGN.md §2.11). */
+  readonly dropIfNoQueue?: boolean;
 }
 
 export interface QueueSpec {

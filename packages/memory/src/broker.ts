@@ -139,6 +139,7 @@ export class MemoryBroker {
     const targets = items.map((item) => {
       if (item.to.kind === 'queue') {
         const queue = this.queues.get(item.to.queue);
+        if (!queue && item.dropIfNoQueue) return [];
         if (!queue)
           throw new NoRouteError(`queue '${item.to.queue}' does not exist (message '${item.envelope.type}')`);
         return [queue];
