@@ -50,6 +50,7 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
     log(
       `billing:  charged ${charge.amount} for ${charge.orderId} (caused by ${ctx.causationId?.slice(0, 8)}…)`,
     );
+    done('charged');
   });
   billing.handle(GetBalance, async (query) => ({ cents: query.customer.length * 1_000 }));
   shipping.on(OrderPlaced, async (order) => {
@@ -65,7 +66,7 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
     const balance = await shipping.request(GetBalance, { customer: 'ada' });
     log(`shipping: asked billing for a balance, got ${balance.cents} cents`);
 
-    await until(() => settled.size === 2);
+    await until(() => settled.size === 3);
     await until(async () => (await billing.stats()).deadLettered === 1);
     const { items } = await billing.deadLetters.list('billing');
     for (const letter of items) {

@@ -81,6 +81,13 @@ export interface HandlerContext<T = unknown> {
   deadLetter(reason: string, message?: string): never;
   /** Ask for more time before the lease runs out. Resolves false where the transport cannot. */
   extendLease(ms: number): Promise<boolean>;
+  /**
+   * Exactly-once effects on the SQLite transport: runs `work(db)` (synchronously: better-sqlite3
+   * transactions cannot span an `await`), the output held so far and the ack in one transaction.
+   * Call it last; output published after it is refused. Throws `UnsupportedError` on other transports.
+   * @example ctx.transact((db: Database) => db.prepare('UPDATE stock SET qty = qty - 1 WHERE sku = ?').run(sku))
+   */
+  transact<R, TDb = unknown>(work: (db: TDb) => R): R;
 }
 
 export type Handler<T> = (data: T, ctx: HandlerContext<T>) => unknown;

@@ -384,6 +384,14 @@ export class QueueConsumer {
     error: unknown,
     holdRetries: boolean,
   ): Promise<number | undefined> {
+    if (ctx.transacted) {
+      // ctx.transact already stored the output and acked in the application's transaction.
+      work.settled = true;
+      if (error === undefined) this.deps.emit({ kind: 'consumed', message, queue: this.queue, attempt });
+      else this.deps.emit({ kind: 'error', error, queue: this.queue });
+      for (const after of ctx.afterAck) await after();
+      return undefined;
+    }
     if (error === undefined) {
       try {
         const acked = await this.settle(work, () => work.delivery.ack(ctx.outgoing));

@@ -1,6 +1,7 @@
 import type { HandlerContext, PublishOptions } from './bus-types.js';
 import type { CommandContract, Contract, EventContract, RequestContract } from './contracts.js';
 import { validate } from './contracts.js';
+import { ConfigurationError, UnsupportedError } from './errors.js';
 import { deriveMessageId } from './ids.js';
 import type { Message } from './message.js';
 import type { Producer } from './producer.js';
@@ -99,6 +100,30 @@ export class Context<T = unknown> implements HandlerContext<T> {
     return this.delivery.extendLease(ms);
   }
 
+  /** Set once `transact` committed: the delivery is acked and its output stored. */
+  transacted = false;
+
+  transact<R, TDb = unknown>(work: (db: TDb) => R): R {
+    if (!this.delivery.transact) {
+      throw new UnsupportedError(
+        `ctx.transact needs a transport that is also the application's database (sqlite); queue '${this.delivery.queue}' is not on one`,
+      );
+    }
+    if (this.transacted)
+      throw new ConfigurationError('ctx.transact runs once per handling: put all the work in one call');
+    const result = this.delivery.transact(work as (db: unknown) => R, this.outgoing);
+    this.transacted = true;
+    return result;
+  }
+
+  private assertNotTransacted(): void {
+    if (this.transacted) {
+      throw new ConfigurationError(
+        'output after ctx.transact cannot be stored with it: publish and send before calling transact',
+      );
+    }
+  }
+
   private async hold(
     contract: Contract,
     data: unknown,
@@ -117,6 +142,7 @@ export class Context<T = unknown> implements HandlerContext<T> {
     to: Destination,
     dropIfNoQueue = false,
   ): Promise<void> {
+    this.assertNotTransacted();
     const id = deriveMessageId(this.message.id, this.outputIndex++, this.delivery.queue);
     const { item } = await this.deps.producer.prepareValid({
       type,

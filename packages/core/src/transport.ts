@@ -145,6 +145,11 @@ export interface Delivery {
   release(): Promise<boolean>;
   /** Push the lease deadline to now + `ms`. False where absent or the lease already expired. */
   extendLease(ms: number): Promise<boolean>;
+  /**
+   * Only where the broker is also the application's database (SQLite): run `work` synchronously, store
+   * `outgoing` and ack, in one transaction. Throws (rolling back) if the lease was lost.
+   */
+  transact?<R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R;
 }
 
 export interface ConsumerHandle {

@@ -1,0 +1,504 @@
+import type {
+  DeadLetter,
+  DeadLetterFilter,
+  DeadLetterInfo,
+  DeadLetterPage,
+  Envelope,
+  PublishItem,
+  QueueStats,
+  Topology,
+} from '@courier/core';
+import { matchesHeaders, matchesPattern, NoRouteError } from '@courier/core';
+import type { SqliteDatabase } from './schema.js';
+
+const READY = 0;
+const SCHEDULED = 1;
+const LEASED = 2;
+const WAITING = 3;
+
+export interface ClaimedRow {
+  seq: number;
+  attempt: number;
+  id: string;
+  type: string;
+  key: string | null;
+  priority: number;
+  expires_at: number | null;
+  dedup_id: string | null;
+  headers: string;
+  body: Buffer;
+}
+
+interface Binding {
+  queueId: number;
+  pattern: string;
+  headers: Record<string, string> | undefined;
+}
+
+/**
+ * The broker's operations as synchronous SQL on one connection. Every method expects to run inside a
+ * transaction the caller opened (the transport batches many into one commit). Statements are
+ * prepared once; none of the hot-path ones scans a table.
+ */
+export class SqliteQueues {
+  private readonly queueIds = new Map<string, number>();
+  private bindings: Binding[] = [];
+  private topologyVersion = -1;
+  private readonly s;
+
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly dedupWindowMs: number,
+    private readonly now: () => number,
+  ) {
+    const p = (sql: string) => db.prepare(sql);
+    this.s = {
+      queueId: p(`SELECT id FROM courier_queues WHERE name = ?`).pluck(),
+      insertQueue: p(`INSERT OR IGNORE INTO courier_queues (name, temporary) VALUES (?, ?)`),
+      insertBinding: p(
+        `INSERT OR IGNORE INTO courier_bindings (queue_id, pattern, headers) VALUES (?, ?, ?)`,
+      ),
+      allBindings: p(`SELECT queue_id AS queueId, pattern, headers FROM courier_bindings`),
+      topologyVersion: p(`SELECT value FROM courier_meta WHERE name = 'topology_version'`).pluck(),
+      bumpTopology: p(
+        `INSERT INTO courier_meta (name, value) VALUES ('topology_version', '1')
+         ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1`,
+      ),
+      dedup: p(
+        `INSERT INTO courier_dedup (queue_id, dedup_id, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (queue_id, dedup_id) DO UPDATE SET expires_at = excluded.expires_at WHERE courier_dedup.expires_at <= ?`,
+      ),
+      keyState: p(
+        `SELECT holder_seq AS holder, parked_by AS parkedBy FROM courier_keys WHERE queue_id = ? AND key = ?`,
+      ),
+      parkedMessageId: p(`SELECT message_id FROM courier_dead_letters WHERE id = ?`).pluck(),
+      takeKey: p(`INSERT INTO courier_keys (queue_id, key, holder_seq) VALUES (?, ?, ?)`),
+      setKeyHolder: p(
+        `UPDATE courier_keys SET holder_seq = ?, parked_by = NULL WHERE queue_id = ? AND key = ?`,
+      ),
+      parkKey: p(`UPDATE courier_keys SET holder_seq = NULL, parked_by = ? WHERE queue_id = ? AND key = ?`),
+      dropKey: p(`DELETE FROM courier_keys WHERE queue_id = ? AND key = ?`),
+      nextWaiting: p(
+        `SELECT seq, available_at AS availableAt FROM courier_messages
+         WHERE queue_id = ? AND key = ? AND state = ${WAITING} ORDER BY seq LIMIT 1`,
+      ),
+      wake: p(`UPDATE courier_messages SET state = ? WHERE seq = ?`),
+      insert: p(
+        `INSERT INTO courier_messages
+          (queue_id, state, priority, available_at, id, type, key, expires_at, dedup_id, headers, body, enqueued_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      claim: p(
+        `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
+         WHERE seq IN (SELECT seq FROM courier_messages WHERE queue_id = ? AND state = ${READY} ORDER BY priority DESC, seq LIMIT ?)
+         RETURNING seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body`,
+      ),
+      ack: p(
+        `DELETE FROM courier_messages WHERE seq = ? AND lease_token = ? AND state = ${LEASED} RETURNING queue_id AS queueId, key`,
+      ),
+      retry: p(
+        `UPDATE courier_messages SET state = ?, available_at = ?, attempt = attempt - ?, lease_token = NULL, lease_until = NULL
+         WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
+      ),
+      extend: p(
+        `UPDATE courier_messages SET lease_until = ? WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
+      ),
+      takeForDeadLetter: p(
+        `DELETE FROM courier_messages WHERE seq = ? AND lease_token = ? AND state = ${LEASED}
+         RETURNING queue_id AS queueId, id, type, key, priority, expires_at, dedup_id, headers, body`,
+      ),
+      insertDeadLetter: p(
+        `INSERT INTO courier_dead_letters
+          (queue_id, message_id, type, key, priority, expires_at, dedup_id, headers, body, reason, error_name, error_code,
+           error_message, attempts, first_failed_at, failed_at, parks_key)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      promote: p(
+        `UPDATE courier_messages SET state = ${READY}
+         WHERE queue_id = ? AND state = ${SCHEDULED} AND available_at <= ?`,
+      ),
+      reclaim: p(
+        `UPDATE courier_messages SET state = ${READY}, lease_token = NULL, lease_until = NULL
+         WHERE queue_id = ? AND state = ${LEASED} AND lease_until <= ?`,
+      ),
+      nextScheduled: p(
+        `SELECT min(available_at) FROM courier_messages WHERE queue_id = ? AND state = ${SCHEDULED}`,
+      ).pluck(),
+      nextLeaseEnd: p(
+        `SELECT min(lease_until) FROM courier_messages WHERE queue_id = ? AND state = ${LEASED}`,
+      ).pluck(),
+      countState: p(`SELECT count(*) FROM courier_messages WHERE queue_id = ? AND state = ?`).pluck(),
+      oldestReady: p(
+        `SELECT min(enqueued_at) FROM courier_messages WHERE queue_id = ? AND state = ${READY}`,
+      ).pluck(),
+      countDeadLetters: p(`SELECT count(*) FROM courier_dead_letters WHERE queue_id = ?`).pluck(),
+      deadLetterById: p(
+        `SELECT id, key, parks_key AS parksKey FROM courier_dead_letters WHERE id = ? AND queue_id = ?`,
+      ),
+      deleteDeadLetter: p(`DELETE FROM courier_dead_letters WHERE id = ?`),
+      releaseLeases: p(
+        `UPDATE courier_messages SET state = ${READY}, attempt = attempt - 1, lease_token = NULL, lease_until = NULL
+         WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
+      ),
+      deleteQueue: p(`DELETE FROM courier_queues WHERE id = ?`),
+      deleteQueueMessages: p(`DELETE FROM courier_messages WHERE queue_id = ?`),
+      deleteQueueBindings: p(`DELETE FROM courier_bindings WHERE queue_id = ?`),
+      sweepDedup: p(
+        `DELETE FROM courier_dedup WHERE (queue_id, dedup_id) IN (SELECT queue_id, dedup_id FROM courier_dedup WHERE expires_at <= ? LIMIT 1000)`,
+      ),
+    };
+  }
+
+  /** The queue's id, or undefined when it does not exist. */
+  queueId(name: string): number | undefined {
+    const cached = this.queueIds.get(name);
+    if (cached !== undefined) return cached;
+    const id = this.s.queueId.get(name) as number | undefined;
+    if (id !== undefined) this.queueIds.set(name, id);
+    return id;
+  }
+
+  requireQueueId(name: string): number {
+    const id = this.queueId(name);
+    if (id === undefined) throw new NoRouteError(`queue '${name}' does not exist: declare it first`);
+    return id;
+  }
+
+  declare(topology: Topology): void {
+    let changed = false;
+    for (const queue of topology.queues) {
+      changed = this.s.insertQueue.run(queue.name, queue.temporary ? 1 : 0).changes > 0 || changed;
+    }
+    for (const binding of topology.bindings) {
+      const queueId = this.requireQueueId(binding.queue);
+      const headers =
+        binding.headers && Object.keys(binding.headers).length > 0
+          ? JSON.stringify(sortKeys(binding.headers))
+          : '';
+      changed = this.s.insertBinding.run(queueId, binding.pattern, headers).changes > 0 || changed;
+    }
+    if (changed) this.s.bumpTopology.run();
+  }
+
+  deleteQueue(name: string): void {
+    const id = this.queueId(name);
+    if (id === undefined) return;
+    this.s.deleteQueueMessages.run(id);
+    this.s.deleteQueueBindings.run(id);
+    this.s.deleteQueue.run(id);
+    this.queueIds.delete(name);
+    this.s.bumpTopology.run();
+  }
+
+  /** Reloads bindings if another connection changed the topology. One indexed read per commit. */
+  refreshBindings(): void {
+    const version = Number(this.s.topologyVersion.get() ?? 0);
+    if (version === this.topologyVersion) return;
+    this.topologyVersion = version;
+    this.bindings = (this.s.allBindings.all() as { queueId: number; pattern: string; headers: string }[]).map(
+      (b) => ({
+        queueId: b.queueId,
+        pattern: b.pattern,
+        headers: b.headers === '' ? undefined : (JSON.parse(b.headers) as Record<string, string>),
+      }),
+    );
+  }
+
+  /** Routes and stores `item`; resolves how many queue copies were stored. Throws NoRouteError for a missing queue. */
+  publish(item: PublishItem, now: number): number {
+    const { envelope } = item;
+    let queueIds: number[];
+    if (item.to.kind === 'queue') {
+      const id = this.queueId(item.to.queue);
+      if (id === undefined) {
+        if (item.dropIfNoQueue) return 0;
+        throw new NoRouteError(`queue '${item.to.queue}' does not exist (message '${envelope.type}')`);
+      }
+      queueIds = [id];
+    } else {
+      queueIds = [];
+      for (const b of this.bindings) {
+        if (
+          matchesPattern(b.pattern, envelope.type) &&
+          matchesHeaders(b.headers, envelope.headers) &&
+          !queueIds.includes(b.queueId)
+        ) {
+          queueIds.push(b.queueId);
+        }
+      }
+    }
+    if (queueIds.length === 0) return 0;
+    const headers = JSON.stringify(envelope.headers);
+    let stored = 0;
+    for (const queueId of queueIds) {
+      if (envelope.dedupId !== undefined && !item.bypassDedup) {
+        if (this.s.dedup.run(queueId, envelope.dedupId, now + this.dedupWindowMs, now).changes === 0)
+          continue;
+      }
+      this.insert(queueId, envelope, headers, now);
+      stored++;
+    }
+    return stored;
+  }
+
+  private insert(queueId: number, envelope: Envelope, headers: string, now: number): void {
+    const availableAt =
+      envelope.deliverAt !== undefined && envelope.deliverAt > now ? envelope.deliverAt : now;
+    let state = availableAt > now ? SCHEDULED : READY;
+    const key = envelope.key;
+    let takesKey = false;
+    let takesParkedKey = false;
+    if (key !== undefined) {
+      const lock = this.s.keyState.get(queueId, key) as
+        | { holder: number | null; parkedBy: number | null }
+        | undefined;
+      if (!lock) takesKey = true;
+      else if (lock.parkedBy !== null && this.s.parkedMessageId.get(lock.parkedBy) === envelope.id) {
+        // The replay of the dead letter that parks this key goes back to the head of its key.
+        takesParkedKey = true;
+      } else state = WAITING;
+    }
+    const seq = this.s.insert.run(
+      queueId,
+      state,
+      envelope.priority ?? 0,
+      availableAt,
+      envelope.id,
+      envelope.type,
+      key ?? null,
+      envelope.expiresAt ?? null,
+      envelope.dedupId ?? null,
+      headers,
+      envelope.body,
+      now,
+    ).lastInsertRowid as number;
+    if (takesKey) this.s.takeKey.run(queueId, key, seq);
+    if (takesParkedKey) this.s.setKeyHolder.run(seq, queueId, key);
+  }
+
+  /** Leases up to `limit` ready messages, highest priority first, then oldest. */
+  claim(queueId: number, limit: number, token: number, leaseUntil: number): ClaimedRow[] {
+    const rows = this.s.claim.all(token, leaseUntil, queueId, limit) as ClaimedRow[];
+    // RETURNING gives no order guarantee.
+    rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+    return rows;
+  }
+
+  ack(seq: number, token: number): boolean {
+    const row = this.s.ack.get(seq, token) as { queueId: number; key: string | null } | undefined;
+    if (!row) return false;
+    if (row.key !== null) this.releaseKey(row.queueId, row.key);
+    return true;
+  }
+
+  /** Back to the queue at `availableAt`; `counted: false` gives the attempt back (defer, release). */
+  retry(seq: number, token: number, availableAt: number, now: number, counted: boolean): boolean {
+    return (
+      this.s.retry.run(availableAt > now ? SCHEDULED : READY, availableAt, counted ? 0 : 1, seq, token)
+        .changes === 1
+    );
+  }
+
+  extendLease(seq: number, token: number, leaseUntil: number): boolean {
+    return this.s.extend.run(leaseUntil, seq, token).changes === 1;
+  }
+
+  deadLetter(seq: number, token: number, info: DeadLetterInfo): boolean {
+    const row = this.s.takeForDeadLetter.get(seq, token) as
+      | (Omit<ClaimedRow, 'seq' | 'attempt'> & { queueId: number })
+      | undefined;
+    if (!row) return false;
+    this.storeDeadLetter(row.queueId, row, info);
+    return true;
+  }
+
+  private storeDeadLetter(
+    queueId: number,
+    row: Omit<ClaimedRow, 'seq' | 'attempt'>,
+    info: DeadLetterInfo,
+  ): void {
+    const parks = info.parkKey === true && row.key !== null;
+    const deadLetterId = this.s.insertDeadLetter.run(
+      queueId,
+      row.id,
+      row.type,
+      row.key,
+      row.priority,
+      row.expires_at,
+      row.dedup_id,
+      row.headers,
+      row.body,
+      info.reason,
+      info.errorName ?? null,
+      info.errorCode ?? null,
+      info.errorMessage ?? null,
+      info.attempts,
+      info.firstFailedAt ?? null,
+      info.failedAt,
+      parks ? 1 : 0,
+    ).lastInsertRowid as number;
+    if (row.key === null) return;
+    if (parks) this.s.parkKey.run(deadLetterId, queueId, row.key);
+    else this.releaseKey(queueId, row.key);
+  }
+
+  /** A claimed row whose time ran out goes to the dead letters instead of a consumer. */
+  expire(row: ClaimedRow, token: number, now: number): void {
+    this.deadLetter(row.seq, token, {
+      reason: 'expired',
+      errorMessage: `expired at ${new Date(row.expires_at!).toISOString()} before it was delivered`,
+      attempts: row.attempt - 1,
+      queue: '',
+      failedAt: now,
+    });
+  }
+
+  /** Lets the next message of `key` go, or frees the key. */
+  private releaseKey(queueId: number, key: string): void {
+    const next = this.s.nextWaiting.get(queueId, key) as { seq: number; availableAt: number } | undefined;
+    if (!next) {
+      this.s.dropKey.run(queueId, key);
+      return;
+    }
+    this.s.wake.run(next.availableAt > this.now() ? SCHEDULED : READY, next.seq);
+    this.s.setKeyHolder.run(next.seq, queueId, key);
+  }
+
+  /** Makes due scheduled rows ready and expired leases claimable again (the latter counts an attempt at the next claim). */
+  housekeep(queueId: number, now: number): number {
+    return this.s.promote.run(queueId, now).changes + this.s.reclaim.run(queueId, now).changes;
+  }
+
+  /** Epoch ms of the next scheduled row or lease end of the queue, or undefined. */
+  nextDueAt(queueId: number): number | undefined {
+    const a = this.s.nextScheduled.get(queueId) as number | null;
+    const b = this.s.nextLeaseEnd.get(queueId) as number | null;
+    const due = Math.min(a ?? Number.POSITIVE_INFINITY, b ?? Number.POSITIVE_INFINITY);
+    return Number.isFinite(due) ? due : undefined;
+  }
+
+  release(seq: number, token: number): boolean {
+    return this.s.releaseLeases.run(seq, token).changes === 1;
+  }
+
+  sweepDedup(now: number): void {
+    this.s.sweepDedup.run(now);
+  }
+
+  stats(name: string, now: number): QueueStats {
+    const queueId = this.requireQueueId(name);
+    const count = (state: number) => this.s.countState.get(queueId, state) as number;
+    const oldest = this.s.oldestReady.get(queueId) as number | null;
+    return {
+      queue: name,
+      depth: count(READY) + count(WAITING),
+      inFlight: count(LEASED),
+      scheduled: count(SCHEDULED),
+      deadLettered: this.s.countDeadLetters.get(queueId) as number,
+      oldestAgeMs: oldest === null ? 0 : Math.max(0, now - oldest),
+    };
+  }
+
+  listDeadLetters(
+    name: string,
+    filter: DeadLetterFilter,
+    page: { limit: number; cursor?: string | undefined },
+  ): DeadLetterPage {
+    const queueId = this.requireQueueId(name);
+    const where = ['queue_id = ?', 'id > ?'];
+    const params: unknown[] = [queueId, page.cursor === undefined ? 0 : Number(page.cursor)];
+    const add = (condition: string, value: unknown) => {
+      where.push(condition);
+      params.push(value);
+    };
+    if (filter.type !== undefined) add('type = ?', filter.type);
+    if (filter.reason !== undefined) add('reason = ?', filter.reason);
+    if (filter.since !== undefined) add('failed_at >= ?', filter.since);
+    if (filter.until !== undefined) add('failed_at < ?', filter.until);
+    if (filter.ids !== undefined) {
+      where.push(`id IN (${filter.ids.map(() => '?').join(',') || 'NULL'})`);
+      params.push(...filter.ids.map(Number));
+    }
+    const rows = this.db
+      .prepare(`SELECT * FROM courier_dead_letters WHERE ${where.join(' AND ')} ORDER BY id LIMIT ?`)
+      .all(...params, page.limit + 1) as DeadLetterRow[];
+    const more = rows.length > page.limit;
+    const items = rows.slice(0, page.limit).map((row) => toDeadLetter(row, name));
+    return { items, nextCursor: more ? items.at(-1)!.deadLetterId : undefined };
+  }
+
+  removeDeadLetters(name: string, ids: readonly string[]): number {
+    const queueId = this.requireQueueId(name);
+    let removed = 0;
+    for (const id of ids) {
+      const row = this.s.deadLetterById.get(Number(id), queueId) as
+        | { id: number; key: string | null; parksKey: number }
+        | undefined;
+      if (!row) continue;
+      this.s.deleteDeadLetter.run(row.id);
+      removed++;
+      if (row.parksKey && row.key !== null) {
+        const lock = this.s.keyState.get(queueId, row.key) as
+          | { holder: number | null; parkedBy: number | null }
+          | undefined;
+        if (lock && lock.parkedBy === row.id) this.releaseKey(queueId, row.key);
+      }
+    }
+    return removed;
+  }
+
+  countDeadLetters(name: string): number {
+    return this.s.countDeadLetters.get(this.requireQueueId(name)) as number;
+  }
+}
+
+interface DeadLetterRow {
+  id: number;
+  message_id: string;
+  type: string;
+  key: string | null;
+  priority: number;
+  expires_at: number | null;
+  dedup_id: string | null;
+  headers: string;
+  body: Buffer;
+  reason: string;
+  error_name: string | null;
+  error_code: string | null;
+  error_message: string | null;
+  attempts: number;
+  first_failed_at: number | null;
+  failed_at: number;
+  parks_key: number;
+}
+
+function toDeadLetter(row: DeadLetterRow, queue: string): DeadLetter {
+  return {
+    deadLetterId: String(row.id),
+    envelope: {
+      id: row.message_id,
+      type: row.type,
+      headers: JSON.parse(row.headers) as Record<string, string>,
+      body: new Uint8Array(row.body),
+      key: row.key ?? undefined,
+      priority: row.priority || undefined,
+      expiresAt: row.expires_at ?? undefined,
+      dedupId: row.dedup_id ?? undefined,
+    },
+    info: {
+      reason: row.reason,
+      errorName: row.error_name ?? undefined,
+      errorCode: row.error_code ?? undefined,
+      errorMessage: row.error_message ?? undefined,
+      attempts: row.attempts,
+      queue,
+      firstFailedAt: row.first_failed_at ?? undefined,
+      failedAt: row.failed_at,
+      parkKey: row.parks_key === 1,
+    },
+  };
+}
+
+function sortKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).sort(([a], [b]) => a.localeCompare(b)));
+}

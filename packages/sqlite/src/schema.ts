@@ -1,0 +1,187 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ConfigurationError, TransportError } from '@courier/core';
+import Database from 'better-sqlite3';
+
+export type SqliteDatabase = Database.Database;
+
+/** `NORMAL` survives a process crash (WAL); `FULL` also survives power loss (fsync at every commit). */
+export type Synchronous = 'NORMAL' | 'FULL';
+
+/**
+ * Schema migrations, oldest first. The database's version is the number of migrations applied; a
+ * file with a newer version than this code knows is refused and never touched.
+ */
+const migrations: readonly string[] = [
+  `
+  CREATE TABLE courier_queues (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    temporary INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE TABLE courier_bindings (
+    queue_id INTEGER NOT NULL,
+    pattern TEXT NOT NULL,
+    headers TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (queue_id, pattern, headers)
+  ) WITHOUT ROWID;
+  -- One row per delivery: the payload lives in the row the hot path reads and deletes.
+  -- state: 0 ready, 1 scheduled (delay or retry backoff), 2 leased, 3 waiting behind its key.
+  CREATE TABLE courier_messages (
+    seq INTEGER PRIMARY KEY,
+    queue_id INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    available_at INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    lease_token INTEGER,
+    lease_until INTEGER,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT,
+    expires_at INTEGER,
+    dedup_id TEXT,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    enqueued_at INTEGER NOT NULL
+  );
+  -- Partial indexes: each state's index holds only its rows, so a million delayed rows do not
+  -- slow the claim of ready ones.
+  CREATE INDEX courier_messages_ready ON courier_messages (queue_id, priority DESC, seq) WHERE state = 0;
+  CREATE INDEX courier_messages_scheduled ON courier_messages (queue_id, available_at) WHERE state = 1;
+  CREATE INDEX courier_messages_leased ON courier_messages (queue_id, lease_until) WHERE state = 2;
+  CREATE INDEX courier_messages_waiting ON courier_messages (queue_id, key, seq) WHERE state = 3;
+  -- The holder of each busy key (per queue); parked_by names the dead letter that parks it.
+  CREATE TABLE courier_keys (
+    queue_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    holder_seq INTEGER,
+    parked_by INTEGER,
+    PRIMARY KEY (queue_id, key)
+  ) WITHOUT ROWID;
+  -- Only messages published with a dedupId get a row here.
+  CREATE TABLE courier_dedup (
+    queue_id INTEGER NOT NULL,
+    dedup_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (queue_id, dedup_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX courier_dedup_expiry ON courier_dedup (expires_at);
+  CREATE TABLE courier_dead_letters (
+    id INTEGER PRIMARY KEY,
+    queue_id INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT,
+    priority INTEGER NOT NULL,
+    expires_at INTEGER,
+    dedup_id TEXT,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    error_name TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    attempts INTEGER NOT NULL,
+    first_failed_at INTEGER,
+    failed_at INTEGER NOT NULL,
+    parks_key INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX courier_dead_letters_queue ON courier_dead_letters (queue_id, id);
+  CREATE TABLE courier_inbox (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+  ) WITHOUT ROWID;
+  CREATE INDEX courier_inbox_expiry ON courier_inbox (expires_at);
+  `,
+];
+
+export const schemaVersion = migrations.length;
+const marker = 'courier';
+
+export interface OpenOptions {
+  readonly path: string;
+  readonly synchronous: Synchronous;
+  /** How long one statement waits for another process's lock, in ms, before SQLITE_BUSY. */
+  readonly busyTimeoutMs: number;
+}
+
+/**
+ * Opens (creating if needed) a Courier database: WAL, the chosen `synchronous`, migrations applied
+ * in one transaction. Refuses a file that holds other tables but no Courier marker, or a newer schema.
+ */
+export function openDatabase(options: OpenOptions): SqliteDatabase {
+  if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+  let db: SqliteDatabase;
+  try {
+    db = new Database(options.path);
+  } catch (error) {
+    throw new TransportError(`cannot open SQLite file '${options.path}': ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  try {
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
+    checkOwnership(db, options.path);
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.synchronous}`);
+    // Checkpoints run from the idle loop instead of inside a commit on the hot path.
+    db.pragma('wal_autocheckpoint = 0');
+    migrate(db, options.path);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+function checkOwnership(db: SqliteDatabase, path: string): void {
+  const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all() as string[];
+  if (tables.length === 0) return;
+  const isCourier = tables.includes('courier_meta');
+  if (!isCourier) {
+    // An application may keep its own tables in the file (exactly-once effects), but only next to ours.
+    const foreign = tables.filter((t) => !t.startsWith('courier_'));
+    if (foreign.length === tables.length) {
+      throw new ConfigurationError(
+        `'${path}' is not a Courier database (it has tables ${foreign.slice(0, 5).join(', ')} and no courier_meta): refusing to modify it`,
+      );
+    }
+  }
+  if (isCourier) {
+    const owner = db.prepare(`SELECT value FROM courier_meta WHERE name = 'owner'`).pluck().get();
+    if (owner !== marker)
+      throw new ConfigurationError(
+        `'${path}' has a courier_meta table that is not Courier's: refusing to modify it`,
+      );
+    const version = Number(
+      db.prepare(`SELECT value FROM courier_meta WHERE name = 'schema_version'`).pluck().get(),
+    );
+    if (version > schemaVersion) {
+      throw new ConfigurationError(
+        `'${path}' has Courier schema version ${version}, newer than version ${schemaVersion} this code knows: upgrade @courier/sqlite; the file was not modified`,
+      );
+    }
+  }
+}
+
+function migrate(db: SqliteDatabase, path: string): void {
+  db.transaction(() => {
+    db.exec(
+      `CREATE TABLE IF NOT EXISTS courier_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID`,
+    );
+    db.prepare(
+      `INSERT OR IGNORE INTO courier_meta (name, value) VALUES ('owner', ?), ('schema_version', '0')`,
+    ).run(marker);
+    const current = Number(
+      db.prepare(`SELECT value FROM courier_meta WHERE name = 'schema_version'`).pluck().get(),
+    );
+    if (current > schemaVersion)
+      throw new ConfigurationError(`'${path}' has a newer Courier schema (${current})`);
+    for (let version = current; version < schemaVersion; version++) db.exec(migrations[version]!);
+    db.prepare(`UPDATE courier_meta SET value = ? WHERE name = 'schema_version'`).run(String(schemaVersion));
+  }).immediate();
+}

@@ -1,0 +1,553 @@
+import { randomInt } from 'node:crypto';
+import type {
+  Capabilities,
+  ConsumeOptions,
+  ConsumerHandle,
+  DeadLetterInfo,
+  DeadLetterStore,
+  Delivery,
+  Durability,
+  PublishItem,
+  QueueStats,
+  Topology,
+  Transport,
+} from '@courier/core';
+import { ClosedError, ConfigurationError, TransportError } from '@courier/core';
+import type { ClaimedRow } from './queues.js';
+import { SqliteQueues } from './queues.js';
+import type { SqliteDatabase, Synchronous } from './schema.js';
+import { openDatabase } from './schema.js';
+
+export interface SqliteOptions {
+  /** Database file (default `./data/courier.db`; its folder is created). `:memory:` for a private in-process broker. */
+  path?: string;
+  /** `NORMAL` (default): a resolved publish survives the process being killed. `FULL`: it also survives power loss, slower. */
+  synchronous?: Synchronous;
+  /** How long one statement waits for another process's write lock before retrying later, in ms (default 20). */
+  busyTimeoutMs?: number;
+  /** How long a dedupId is remembered per queue, in ms (default 10 minutes). */
+  dedupWindowMs?: number;
+  /** Fastest poll for other processes' writes, in ms (default 1); the poll slows to `pollMaxMs` while idle. */
+  pollMinMs?: number;
+  /** Slowest poll while idle, in ms (default 50): the longest a message from another process waits. */
+  pollMaxMs?: number;
+}
+
+interface Op {
+  readonly run: (now: number) => unknown;
+  readonly resolve: (value: never) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface LocalConsumer {
+  readonly queue: string;
+  readonly queueId: number;
+  readonly options: ConsumeOptions;
+  readonly onDelivery: (delivery: Delivery) => void;
+  unsettled: number;
+  active: boolean;
+  /** False once a claim came back short and nothing has changed since. */
+  mayHaveMore: boolean;
+  nextDueAt: number;
+}
+
+const capabilities: Capabilities = Object.freeze({
+  delay: 'native',
+  priority: 'native',
+  keyOrdering: 'native',
+  ttl: 'native',
+  dedup: 'native',
+  deadLetter: 'native',
+  leaseExtension: 'native',
+  durableAttempts: 'native',
+  headerFilter: 'native',
+});
+
+/**
+ * The embedded durable broker: queues in one SQLite file (WAL), shared by every process that opens
+ * it. Writes of one event-loop turn (publishes, claims, acks) are committed together; other
+ * processes' commits are noticed by polling `PRAGMA data_version`.
+ */
+export class SqliteTransport implements Transport {
+  readonly name = 'sqlite';
+  readonly durability: Durability;
+  readonly capabilities = capabilities;
+  readonly path: string;
+  private readonly options: Required<Omit<SqliteOptions, 'path'>>;
+  private database: SqliteDatabase | undefined;
+  private store: SqliteQueues | undefined;
+  private ops: Op[] = [];
+  private flushScheduled = false;
+  private busyRetryMs = 1;
+  private readonly consumers = new Set<LocalConsumer>();
+  private readonly held = new Map<number, { token: number; consumer: LocalConsumer }>();
+  private readonly temporaryQueues = new Set<string>();
+  private tokenCounter = 0;
+  private readonly tokenBase = randomInt(0, 2 ** 32) * 2 ** 20;
+  private pollTimer: ReturnType<typeof setTimeout> | undefined;
+  private pollMs: number;
+  private dataVersion = -1;
+  private commitsSinceCheckpoint = 0;
+  private lastDedupSweep = 0;
+  private closed = false;
+
+  constructor(options: SqliteOptions = {}) {
+    this.path = options.path ?? './data/courier.db';
+    const synchronous = options.synchronous ?? 'NORMAL';
+    if (synchronous !== 'NORMAL' && synchronous !== 'FULL') {
+      throw new ConfigurationError(
+        `sqlite: synchronous must be 'NORMAL' or 'FULL', got ${JSON.stringify(options.synchronous)}`,
+      );
+    }
+    this.options = {
+      synchronous,
+      busyTimeoutMs: nonNegative(options.busyTimeoutMs ?? 20, 'busyTimeoutMs'),
+      dedupWindowMs: nonNegative(options.dedupWindowMs ?? 600_000, 'dedupWindowMs'),
+      pollMinMs: nonNegative(options.pollMinMs ?? 1, 'pollMinMs'),
+      pollMaxMs: nonNegative(options.pollMaxMs ?? 50, 'pollMaxMs'),
+    };
+    this.durability = synchronous === 'FULL' ? 'fsync' : 'process-crash';
+    this.pollMs = this.options.pollMinMs;
+  }
+
+  /** The open connection, for applications keeping their own tables in the same file (`ctx.transact`). */
+  get db(): SqliteDatabase {
+    this.assertOpen();
+    if (!this.database) this.open();
+    return this.database!;
+  }
+
+  private get queues(): SqliteQueues {
+    if (!this.store) this.open();
+    return this.store!;
+  }
+
+  private open(): void {
+    this.database = openDatabase({
+      path: this.path,
+      synchronous: this.options.synchronous,
+      busyTimeoutMs: this.options.busyTimeoutMs,
+    });
+    this.store = new SqliteQueues(this.database, this.options.dedupWindowMs, () => this.now());
+  }
+
+  now(): number {
+    return Date.now();
+  }
+
+  async start(): Promise<void> {
+    this.assertOpen();
+    if (!this.database) this.open();
+  }
+
+  declare(topology: Topology): Promise<void> {
+    for (const queue of topology.queues) if (queue.temporary) this.temporaryQueues.add(queue.name);
+    return this.write(() => this.queues.declare(topology));
+  }
+
+  publish(items: readonly PublishItem[]): Promise<void> {
+    return this.write((now) => {
+      for (const item of items) this.queues.publish(item, now);
+      this.wakeConsumers();
+    });
+  }
+
+  async consume(
+    queue: string,
+    options: ConsumeOptions,
+    onDelivery: (delivery: Delivery) => void,
+  ): Promise<ConsumerHandle> {
+    this.assertOpen();
+    const queueId = this.queues.requireQueueId(queue);
+    const consumer: LocalConsumer = {
+      queue,
+      queueId,
+      options,
+      onDelivery,
+      unsettled: 0,
+      active: true,
+      mayHaveMore: true,
+      nextDueAt: 0,
+    };
+    this.consumers.add(consumer);
+    this.scheduleFlush();
+    this.startPolling();
+    return {
+      stop: async () => {
+        consumer.active = false;
+        this.consumers.delete(consumer);
+      },
+    };
+  }
+
+  async stats(queue: string): Promise<QueueStats> {
+    this.assertOpen();
+    return this.queues.stats(queue, this.now());
+  }
+
+  readonly deadLetters: DeadLetterStore = {
+    add: async () => {
+      throw new TransportError('the sqlite transport dead-letters through Delivery.deadLetter');
+    },
+    list: async (queue, filter, page) => {
+      this.assertOpen();
+      return this.queues.listDeadLetters(queue, filter, page);
+    },
+    remove: (queue, ids) =>
+      this.write(() => {
+        const removed = this.queues.removeDeadLetters(queue, ids);
+        this.wakeConsumers();
+        return removed;
+      }),
+    count: async (queue) => {
+      this.assertOpen();
+      return this.queues.countDeadLetters(queue);
+    },
+  };
+
+  async close(options: { abandon?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.stopPolling();
+    for (const consumer of this.consumers) consumer.active = false;
+    this.consumers.clear();
+    if (this.database) {
+      // Writes already asked for are committed; a crash stand-in (abandon) leaves leases to expire.
+      await this.flushNow();
+      if (!options.abandon) {
+        this.database
+          .transaction(() => {
+            for (const [seq, { token }] of this.held) this.queues.release(seq, token);
+            for (const queue of this.temporaryQueues) this.queues.deleteQueue(queue);
+          })
+          .immediate();
+        try {
+          this.database.pragma('wal_checkpoint(PASSIVE)');
+        } catch {
+          // Another process holds the WAL; it checkpoints later.
+        }
+      }
+      this.held.clear();
+      this.database.close();
+    }
+    this.closed = true;
+    for (const op of this.ops.splice(0))
+      op.reject(new ClosedError('the sqlite transport closed before the write ran'));
+  }
+
+  // ---- writes: one transaction per event-loop turn -------------------------------------------
+
+  /** Queues `run` for the next group commit; resolves its result once committed. */
+  private write<T>(run: (now: number) => T): Promise<T> {
+    if (this.closed) return Promise.reject(new ClosedError('the sqlite transport is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.ops.push({ run, resolve: resolve as (value: never) => void, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.closed) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private async flushNow(): Promise<void> {
+    while (this.ops.length > 0) {
+      this.flush();
+      if (this.ops.length > 0) await new Promise((resolve) => setTimeout(resolve, this.busyRetryMs));
+    }
+  }
+
+  private flush(): void {
+    if (this.closed || !this.database) return;
+    const ops = this.ops;
+    this.ops = [];
+    const now = this.now();
+    const wantsClaim = [...this.consumers].some(
+      (c) => c.active && c.unsettled < c.options.prefetch && (c.mayHaveMore || c.nextDueAt <= now),
+    );
+    if (ops.length === 0 && !wantsClaim) return;
+    const results: { ok: boolean; value: unknown }[] = [];
+    let claimed: { consumer: LocalConsumer; rows: ClaimedRow[]; token: number }[] = [];
+    try {
+      this.database
+        .transaction(() => {
+          const now = this.now();
+          this.queues.refreshBindings();
+          // Optimistic: run every op bare; if one throws, redo them one savepoint each so only it fails.
+          try {
+            for (const op of ops) results.push({ ok: true, value: op.run(now) });
+          } catch {
+            results.length = 0;
+            throw retryWithSavepoints;
+          }
+          claimed = this.claimAll(now);
+        })
+        .immediate();
+    } catch (error) {
+      if (error === retryWithSavepoints) {
+        results.length = 0;
+        claimed = [];
+        try {
+          this.database
+            .transaction(() => {
+              const now = this.now();
+              for (const op of ops) {
+                try {
+                  results.push({ ok: true, value: this.database!.transaction(() => op.run(now))() });
+                } catch (opError) {
+                  results.push({ ok: false, value: opError });
+                }
+              }
+              claimed = this.claimAll(now);
+            })
+            .immediate();
+        } catch (secondError) {
+          this.onFlushFailed(ops, secondError);
+          return;
+        }
+      } else {
+        this.onFlushFailed(ops, error);
+        return;
+      }
+    }
+    this.busyRetryMs = 1;
+    this.commitsSinceCheckpoint++;
+    ops.forEach((op, i) => {
+      const result = results[i]!;
+      if (result.ok) op.resolve(result.value as never);
+      else op.reject(result.value);
+    });
+    for (const { consumer, rows, token } of claimed) this.deliver(consumer, rows, token);
+    if (this.ops.length > 0 || claimed.some((c) => c.rows.length > 0)) this.scheduleFlush();
+  }
+
+  private onFlushFailed(ops: Op[], error: unknown): void {
+    if (isBusy(error)) {
+      // Another process holds the write lock: put the ops back and try again soon, off the event loop.
+      this.ops = ops.concat(this.ops);
+      const wait = this.busyRetryMs;
+      this.busyRetryMs = Math.min(this.busyRetryMs * 2, 50);
+      setTimeout(() => this.scheduleFlush(), wait);
+      return;
+    }
+    const failure = new TransportError(`sqlite write failed on '${this.path}': ${(error as Error).message}`, {
+      cause: error,
+    });
+    for (const op of ops) op.reject(failure);
+  }
+
+  /** Inside the flush transaction: lease what each consumer has room for. */
+  private claimAll(now: number): { consumer: LocalConsumer; rows: ClaimedRow[]; token: number }[] {
+    const out: { consumer: LocalConsumer; rows: ClaimedRow[]; token: number }[] = [];
+    for (const consumer of this.consumers) {
+      const room = consumer.options.prefetch - consumer.unsettled;
+      if (!consumer.active || room <= 0) continue;
+      if (consumer.nextDueAt <= now) {
+        if (this.queues.housekeep(consumer.queueId, now) > 0) consumer.mayHaveMore = true;
+        consumer.nextDueAt = this.queues.nextDueAt(consumer.queueId) ?? Number.POSITIVE_INFINITY;
+      }
+      if (!consumer.mayHaveMore) continue;
+      const token = this.tokenBase + ++this.tokenCounter;
+      const rows = this.queues.claim(consumer.queueId, room, token, now + consumer.options.leaseMs);
+      const live: ClaimedRow[] = [];
+      for (const row of rows) {
+        if (row.expires_at !== null && row.expires_at <= now) this.queues.expire(row, token, now);
+        else live.push(row);
+      }
+      if (rows.length < room) consumer.mayHaveMore = false;
+      if (live.length > 0) {
+        consumer.unsettled += live.length;
+        // The leases just taken end before anything else we know of.
+        consumer.nextDueAt = Math.min(consumer.nextDueAt, now + consumer.options.leaseMs);
+        out.push({ consumer, rows: live, token });
+      }
+    }
+    if (now - this.lastDedupSweep > 60_000) {
+      this.lastDedupSweep = now;
+      this.queues.sweepDedup(now);
+    }
+    return out;
+  }
+
+  /** Something changed (here or in another process): claim again, and look again for due rows and leases. */
+  private wakeConsumers(): void {
+    for (const consumer of this.consumers) {
+      consumer.mayHaveMore = true;
+      consumer.nextDueAt = 0;
+    }
+  }
+
+  private deliver(consumer: LocalConsumer, rows: ClaimedRow[], token: number): void {
+    for (const row of rows) {
+      this.held.set(row.seq, { token, consumer });
+      if (!consumer.active) {
+        void this.settle(row.seq, token, (now) => this.queues.retry(row.seq, token, now, now, false));
+        continue;
+      }
+      consumer.onDelivery(this.delivery(consumer, row, token));
+    }
+  }
+
+  private delivery(consumer: LocalConsumer, row: ClaimedRow, token: number): Delivery {
+    const { seq } = row;
+    return {
+      envelope: {
+        id: row.id,
+        type: row.type,
+        headers: JSON.parse(row.headers) as Record<string, string>,
+        body: row.body,
+        key: row.key ?? undefined,
+        priority: row.priority || undefined,
+        expiresAt: row.expires_at ?? undefined,
+        dedupId: row.dedup_id ?? undefined,
+      },
+      queue: consumer.queue,
+      attempt: row.attempt,
+      ack: (outgoing = []) =>
+        this.settle(seq, token, (now) => {
+          for (const item of outgoing) this.queues.publish(item, now);
+          if (outgoing.length > 0) this.wakeConsumers();
+          return this.queues.ack(seq, token);
+        }),
+      retry: (delayMs) =>
+        this.settle(seq, token, (now) => this.queues.retry(seq, token, now + delayMs, now, true)),
+      defer: (untilMs) =>
+        this.settle(seq, token, (now) => this.queues.retry(seq, token, untilMs, now, false)),
+      release: () => this.settle(seq, token, (now) => this.queues.retry(seq, token, now, now, false)),
+      deadLetter: (info: DeadLetterInfo) =>
+        this.settle(seq, token, () => this.queues.deadLetter(seq, token, info)),
+      extendLease: (ms) => this.write((now) => this.queues.extendLease(seq, token, now + ms)),
+      transact: <R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R =>
+        this.transact(seq, token, work, outgoing),
+    };
+  }
+
+  /** Runs one settle in the next group commit; frees the consumer's slot whatever the outcome. */
+  private async settle(seq: number, token: number, run: (now: number) => boolean): Promise<boolean> {
+    try {
+      return await this.write((now) => {
+        const settled = run(now);
+        // The settled row may free a key or a slot: look again at the next claim.
+        this.wakeConsumers();
+        return settled;
+      });
+    } finally {
+      this.releaseSlot(seq, token);
+    }
+  }
+
+  private releaseSlot(seq: number, token: number): void {
+    const held = this.held.get(seq);
+    if (held?.token !== token) return;
+    this.held.delete(seq);
+    held.consumer.unsettled--;
+    this.scheduleFlush();
+  }
+
+  /**
+   * Exactly-once effects (DESIGN.md §2): `work` writes the application's tables, then the handler's
+   * output is stored and the delivery acked, all in one transaction. A lost lease rolls it all back.
+   */
+  private transact<R>(
+    seq: number,
+    token: number,
+    work: (db: unknown) => R,
+    outgoing: readonly PublishItem[],
+  ): R {
+    const db = this.db;
+    const result = db
+      .transaction(() => {
+        const value = work(db);
+        const now = this.now();
+        this.queues.refreshBindings();
+        for (const item of outgoing) this.queues.publish(item, now);
+        if (!this.queues.ack(seq, token)) {
+          throw new TransportError(
+            `the lease of message ${seq} expired before its transaction committed: rolled back`,
+          );
+        }
+        return value;
+      })
+      .immediate();
+    this.wakeConsumers();
+    this.releaseSlot(seq, token);
+    return result;
+  }
+
+  // ---- noticing other processes ----------------------------------------------------------------
+
+  private startPolling(): void {
+    if (this.pollTimer !== undefined || this.closed) return;
+    const tick = () => {
+      this.pollTimer = undefined;
+      if (this.closed || this.consumers.size === 0) return;
+      const now = this.now();
+      let changed = false;
+      try {
+        const version = this.database!.pragma('data_version', { simple: true }) as number;
+        changed = version !== this.dataVersion;
+        this.dataVersion = version;
+      } catch {
+        changed = true;
+      }
+      const due = [...this.consumers].some((c) => c.nextDueAt <= now);
+      if (changed) this.wakeConsumers();
+      if (changed || due) {
+        this.pollMs = this.options.pollMinMs;
+        this.scheduleFlush();
+      } else {
+        this.pollMs = Math.min(this.options.pollMaxMs, Math.max(1, this.pollMs * 2));
+        if (this.commitsSinceCheckpoint > 0 && this.pollMs >= this.options.pollMaxMs) this.checkpoint();
+      }
+      if (this.commitsSinceCheckpoint >= 1_000) this.checkpoint();
+      this.pollTimer = setTimeout(tick, this.pollMs);
+      this.pollTimer.unref?.();
+    };
+    this.pollTimer = setTimeout(tick, this.pollMs);
+    this.pollTimer.unref?.();
+  }
+
+  private stopPolling(): void {
+    if (this.pollTimer !== undefined) clearTimeout(this.pollTimer);
+    this.pollTimer = undefined;
+  }
+
+  /** A passive checkpoint never waits for readers; run between bursts so a commit never pays for it. */
+  private checkpoint(): void {
+    try {
+      this.database!.pragma('wal_checkpoint(PASSIVE)');
+      this.commitsSinceCheckpoint = 0;
+    } catch {
+      // Busy: another process is checkpointing or writing; try at the next idle tick.
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new ClosedError(`the sqlite transport on '${this.path}' is closed`);
+  }
+}
+
+const retryWithSavepoints = Symbol('retry with savepoints');
+
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || code === 'SQLITE_BUSY_SNAPSHOT';
+}
+
+function nonNegative(value: number, name: string): number {
+  if (!Number.isFinite(value) || value < 0)
+    throw new ConfigurationError(`sqlite: ${name} must be a number >= 0, got ${String(value)}`);
+  return value;
+}
+
+/**
+ * The embedded durable broker (the default transport): one SQLite file, nothing to install.
+ * @example const bus = createBus({ endpoint: 'orders', transport: sqlite({ path: './data/shop.db' }) });
+ */
+export function sqlite(options: SqliteOptions = {}): SqliteTransport {
+  return new SqliteTransport(options);
+}

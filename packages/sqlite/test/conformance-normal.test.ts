@@ -1,0 +1,3 @@
+import { runSqliteSuite } from './conformance-suite.js';
+
+runSqliteSuite('NORMAL');
