@@ -143,6 +143,15 @@ export class SqliteQueues {
       deleteQueue: p(`DELETE FROM courier_queues WHERE id = ?`),
       deleteQueueMessages: p(`DELETE FROM courier_messages WHERE queue_id = ?`),
       deleteQueueBindings: p(`DELETE FROM courier_bindings WHERE queue_id = ?`),
+      inboxGet: p(`SELECT value FROM courier_inbox WHERE scope = ? AND key = ? AND expires_at > ?`).pluck(),
+      inboxPut: p(
+        `INSERT INTO courier_inbox (scope, key, value, expires_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+         WHERE courier_inbox.expires_at <= ?`,
+      ),
+      sweepInbox: p(
+        `DELETE FROM courier_inbox WHERE (scope, key) IN (SELECT scope, key FROM courier_inbox WHERE expires_at <= ? LIMIT 1000)`,
+      ),
       sweepDedup: p(
         `DELETE FROM courier_dedup WHERE (queue_id, dedup_id) IN (SELECT queue_id, dedup_id FROM courier_dedup WHERE expires_at <= ? LIMIT 1000)`,
       ),
@@ -381,8 +390,20 @@ export class SqliteQueues {
     return this.s.releaseLeases.run(seq, token).changes === 1;
   }
 
-  sweepDedup(now: number): void {
+  /** Drops expired dedup and inbox rows, a thousand at a time so no commit waits long for it. */
+  sweep(now: number): void {
     this.s.sweepDedup.run(now);
+    this.s.sweepInbox.run(now);
+  }
+
+  inboxGet(scope: string, key: string, now: number): string | undefined {
+    return this.s.inboxGet.get(scope, key, now) as string | undefined;
+  }
+
+  /** Stores unless a live value exists; returns the existing value, or undefined when it stored. */
+  inboxPutIfAbsent(scope: string, key: string, value: string, expiresAt: number, now: number): string | undefined {
+    if (this.s.inboxPut.run(scope, key, value, expiresAt, now).changes === 1) return undefined;
+    return this.inboxGet(scope, key, now);
   }
 
   stats(name: string, now: number): QueueStats {

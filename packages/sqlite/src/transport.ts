@@ -7,6 +7,7 @@ import type {
   DeadLetterStore,
   Delivery,
   Durability,
+  InboxStore,
   PublishItem,
   QueueStats,
   Topology,
@@ -205,6 +206,22 @@ export class SqliteTransport implements Transport {
     },
   };
 
+  /**
+   * An `InboxStore` in this database file (table `courier_inbox`), for the idempotent inbox and the
+   * core's dedup: its writes share the broker's group commits. Expired rows are swept in small steps.
+   * @example createBus({ ..., middleware: [inbox({ store: transport.inboxStore() })] })
+   */
+  inboxStore(): InboxStore {
+    return {
+      get: async (scope, key) => {
+        this.assertOpen();
+        return this.queues.inboxGet(scope, key, this.now());
+      },
+      putIfAbsent: (scope, key, value, retentionMs) =>
+        this.write((now) => this.queues.inboxPutIfAbsent(scope, key, value, now + retentionMs, now)),
+    };
+  }
+
   async close(options: { abandon?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.stopPolling();
@@ -368,7 +385,7 @@ export class SqliteTransport implements Transport {
     }
     if (now - this.lastDedupSweep > 60_000) {
       this.lastDedupSweep = now;
-      this.queues.sweepDedup(now);
+      this.queues.sweep(now);
     }
     return out;
   }
