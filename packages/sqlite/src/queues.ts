@@ -401,7 +401,13 @@ export class SqliteQueues {
   }
 
   /** Stores unless a live value exists; returns the existing value, or undefined when it stored. */
-  inboxPutIfAbsent(scope: string, key: string, value: string, expiresAt: number, now: number): string | undefined {
+  inboxPutIfAbsent(
+    scope: string,
+    key: string,
+    value: string,
+    expiresAt: number,
+    now: number,
+  ): string | undefined {
     if (this.s.inboxPut.run(scope, key, value, expiresAt, now).changes === 1) return undefined;
     return this.inboxGet(scope, key, now);
   }
