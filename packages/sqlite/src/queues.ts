@@ -50,6 +50,8 @@ export class SqliteQueues {
     private readonly db: SqliteDatabase,
     private readonly dedupWindowMs: number,
     private readonly now: () => number,
+    /** Told of every row made `scheduled`, so the transport knows when to look again. */
+    private readonly onScheduled: (at: number) => void,
   ) {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
@@ -254,6 +256,7 @@ export class SqliteQueues {
     const availableAt =
       envelope.deliverAt !== undefined && envelope.deliverAt > now ? envelope.deliverAt : now;
     let state = availableAt > now ? SCHEDULED : READY;
+    if (state === SCHEDULED) this.onScheduled(availableAt);
     const key = envelope.key;
     let takesKey = false;
     let takesParkedKey = false;
@@ -369,7 +372,9 @@ export class SqliteQueues {
       this.s.dropKey.run(queueId, key);
       return;
     }
-    this.s.wake.run(next.availableAt > this.now() ? SCHEDULED : READY, next.seq);
+    const scheduled = next.availableAt > this.now();
+    if (scheduled) this.onScheduled(next.availableAt);
+    this.s.wake.run(scheduled ? SCHEDULED : READY, next.seq);
     this.s.setKeyHolder.run(next.seq, queueId, key);
   }
 
@@ -505,7 +510,7 @@ function toDeadLetter(row: DeadLetterRow, queue: string): DeadLetter {
     envelope: {
       id: row.message_id,
       type: row.type,
-      headers: JSON.parse(row.headers) as Record<string, string>,
+      headers: parseHeaders(row.headers),
       body: new Uint8Array(row.body),
       key: row.key ?? undefined,
       priority: row.priority || undefined,
@@ -528,4 +533,22 @@ function toDeadLetter(row: DeadLetterRow, queue: string): DeadLetter {
 
 function sortKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(headers).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/**
+ * Headers as stored. A row written by something else with headers that are not a JSON object of
+ * strings yields no headers at all, so the consumer's decode fails and dead-letters it (`decode`)
+ * instead of the transport throwing on every claim.
+ */
+export function parseHeaders(text: string): Record<string, string> {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const entries = Object.entries(value);
+      if (entries.every(([, v]) => typeof v === 'string')) return value as Record<string, string>;
+    }
+  } catch {
+    // Falls through: no headers.
+  }
+  return {};
 }

@@ -124,16 +124,23 @@ export function openDatabase(options: OpenOptions): SqliteDatabase {
     });
   }
   try {
-    db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
+    // Opening and migrating wait longer for other processes than the hot path does: they run once.
+    db.pragma(`busy_timeout = ${Math.max(options.busyTimeoutMs, 5_000)}`);
     checkOwnership(db, options.path);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.synchronous}`);
     // Checkpoints run from the idle loop instead of inside a commit on the hot path.
     db.pragma('wal_autocheckpoint = 0');
     migrate(db, options.path);
+    db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
     return db;
   } catch (error) {
     db.close();
+    if ((error as { code?: string }).code === 'SQLITE_NOTADB') {
+      throw new ConfigurationError(`'${options.path}' is not an SQLite database: refusing to use it`, {
+        cause: error,
+      });
+    }
     throw error;
   }
 }

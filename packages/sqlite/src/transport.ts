@@ -15,7 +15,7 @@ import type {
 } from '@courier/core';
 import { ClosedError, ConfigurationError, TransportError } from '@courier/core';
 import type { ClaimedRow } from './queues.js';
-import { SqliteQueues } from './queues.js';
+import { parseHeaders, SqliteQueues } from './queues.js';
 import type { SqliteDatabase, Synchronous } from './schema.js';
 import { openDatabase } from './schema.js';
 
@@ -88,6 +88,7 @@ export class SqliteTransport implements Transport {
   private pollTimer: ReturnType<typeof setTimeout> | undefined;
   private pollMs: number;
   private dataVersion = -1;
+  private quietTicks = 0;
   private commitsSinceCheckpoint = 0;
   private lastDedupSweep = 0;
   private closed = false;
@@ -129,7 +130,14 @@ export class SqliteTransport implements Transport {
       synchronous: this.options.synchronous,
       busyTimeoutMs: this.options.busyTimeoutMs,
     });
-    this.store = new SqliteQueues(this.database, this.options.dedupWindowMs, () => this.now());
+    this.store = new SqliteQueues(
+      this.database,
+      this.options.dedupWindowMs,
+      () => this.now(),
+      (at) => {
+        for (const consumer of this.consumers) consumer.nextDueAt = Math.min(consumer.nextDueAt, at);
+      },
+    );
   }
 
   now(): number {
@@ -390,12 +398,9 @@ export class SqliteTransport implements Transport {
     return out;
   }
 
-  /** Something changed (here or in another process): claim again, and look again for due rows and leases. */
+  /** Something was stored or freed here: claim again at the next flush. */
   private wakeConsumers(): void {
-    for (const consumer of this.consumers) {
-      consumer.mayHaveMore = true;
-      consumer.nextDueAt = 0;
-    }
+    for (const consumer of this.consumers) consumer.mayHaveMore = true;
   }
 
   private deliver(consumer: LocalConsumer, rows: ClaimedRow[], token: number): void {
@@ -415,7 +420,7 @@ export class SqliteTransport implements Transport {
       envelope: {
         id: row.id,
         type: row.type,
-        headers: JSON.parse(row.headers) as Record<string, string>,
+        headers: parseHeaders(row.headers),
         body: row.body,
         key: row.key ?? undefined,
         priority: row.priority || undefined,
@@ -512,12 +517,21 @@ export class SqliteTransport implements Transport {
         changed = true;
       }
       const due = [...this.consumers].some((c) => c.nextDueAt <= now);
-      if (changed) this.wakeConsumers();
+      if (changed) {
+        // Another process wrote: it may have stored, scheduled or leased anything; look at all of it.
+        for (const consumer of this.consumers) {
+          consumer.mayHaveMore = true;
+          consumer.nextDueAt = 0;
+        }
+      }
       if (changed || due) {
         this.pollMs = this.options.pollMinMs;
+        this.quietTicks = 0;
         this.scheduleFlush();
       } else {
-        this.pollMs = Math.min(this.options.pollMaxMs, Math.max(1, this.pollMs * 2));
+        // Stay quick for a while after the last change (a burst has gaps), then back off to idle.
+        if (++this.quietTicks > 50)
+          this.pollMs = Math.min(this.options.pollMaxMs, Math.max(1, this.pollMs * 2));
         if (this.commitsSinceCheckpoint > 0 && this.pollMs >= this.options.pollMaxMs) this.checkpoint();
       }
       if (this.commitsSinceCheckpoint >= 1_000) this.checkpoint();
