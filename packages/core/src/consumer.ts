@@ -44,10 +44,31 @@ export interface ConsumerDeps {
 }
 
 /** A delivery being worked on; settled at most once, whatever races (stop deadline, lease, kill). */
-interface Work {
-  readonly delivery: Delivery;
-  readonly controller: AbortController;
-  settled: boolean;
+class Work {
+  settled = false;
+  private controller: AbortController | undefined;
+  private abortReason: unknown;
+
+  constructor(readonly delivery: Delivery) {}
+
+  /** Made on first use: most handlers never look at their signal. */
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.abortReason !== undefined) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.abortReason !== undefined;
+  }
+
+  abort(reason: unknown): void {
+    if (this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+  }
 }
 
 interface PendingBatch {
@@ -72,6 +93,8 @@ export class QueueConsumer {
   private readonly keyChains = new Map<string, Promise<void>>();
   private readonly batches = new Map<Subscription, PendingBatch>();
   private readonly emulate: { priority: boolean; keys: boolean; dedup: boolean; deadLetter: boolean };
+  /** Batches need room to fill: a batch subscription raises the handler limit to its size. */
+  private readonly concurrency: number;
 
   constructor(
     readonly queue: string,
@@ -86,6 +109,7 @@ export class QueueConsumer {
       dedup: caps.dedup !== 'native',
       deadLetter: caps.deadLetter !== 'native',
     };
+    this.concurrency = Math.max(limits.concurrency, ...subscriptions.map((s) => s.batch?.size ?? 0));
   }
 
   async start(): Promise<void> {
@@ -97,7 +121,7 @@ export class QueueConsumer {
   }
 
   private receive(delivery: Delivery): void {
-    const work: Work = { delivery, controller: new AbortController(), settled: false };
+    const work = new Work(delivery);
     if (this.stopping || this.killed) {
       void this.settle(work, () => delivery.release());
       return;
@@ -117,10 +141,7 @@ export class QueueConsumer {
   }
 
   private dispatch(): void {
-    const concurrency = Math.max(
-      this.limits.concurrency,
-      ...this.subscriptions.map((s) => s.batch?.size ?? 0),
-    );
+    const concurrency = this.concurrency;
     while (this.buffer.length > 0 && this.running.size < concurrency && !this.stopping) {
       const [work] = this.buffer.splice(this.nextIndex(), 1);
       this.running.add(work!);
@@ -193,7 +214,7 @@ export class QueueConsumer {
       const outcome = await this.handleDelivery(work, attempt, true);
       if (outcome === undefined || work.settled || this.stopping) return;
       await work.delivery.extendLease(outcome + this.limits.leaseMs);
-      await sleep(this.deps.clock, outcome, work.controller.signal).catch(() => {});
+      await sleep(this.deps.clock, outcome, work.signal).catch(() => {});
       if (this.stopping) return;
       attempt++;
     }
@@ -324,7 +345,7 @@ export class QueueConsumer {
 
   private context(work: Work, message: Message, sub: Subscription, attempt: number): Context {
     const requestContract = sub.contract?.kind === 'request' ? (sub.contract as RequestContract) : undefined;
-    return new Context(message, work.delivery, attempt, work.controller.signal, {
+    return new Context(message, work.delivery, attempt, () => work.signal, {
       endpoint: this.deps.endpoint,
       producer: this.deps.producer,
       routeCommand: this.deps.routeCommand,
@@ -360,7 +381,7 @@ export class QueueConsumer {
               const error = new HandlerTimeoutError(
                 `handler for '${message.type}' on '${this.queue}' ran past ${timeoutMs} ms`,
               );
-              work.controller.abort(error);
+              work.abort(error);
               reject(error);
             }, timeoutMs);
           }),
@@ -408,7 +429,7 @@ export class QueueConsumer {
         error = storeError;
       }
     }
-    if (this.stopping && work.controller.signal.aborted) {
+    if (this.stopping && work.aborted) {
       await this.settle(work, () => work.delivery.release());
       return undefined;
     }
@@ -592,7 +613,7 @@ export class QueueConsumer {
     // Past the deadline: tell the stragglers and hand their messages back unacked, uncounted.
     const reason = new ClosedError(`the bus of '${this.deps.endpoint}' stopped`);
     for (const work of this.running) {
-      work.controller.abort(reason);
+      work.abort(reason);
       await this.settle(work, () => work.delivery.release());
     }
   }
@@ -602,7 +623,7 @@ export class QueueConsumer {
     this.killed = true;
     this.stopping = true;
     void this.handle?.stop();
-    for (const work of this.running) work.controller.abort(new ClosedError('killed'));
+    for (const work of this.running) work.abort(new ClosedError('killed'));
   }
 }
 

@@ -44,10 +44,14 @@ export class Context<T = unknown> implements HandlerContext<T> {
     readonly message: Message<T>,
     private readonly delivery: Delivery,
     readonly attempt: number,
-    readonly signal: AbortSignal,
+    private readonly signalOf: () => AbortSignal,
     private readonly deps: ContextDeps,
   ) {
     this.data = message.data;
+  }
+
+  get signal(): AbortSignal {
+    return this.signalOf();
   }
 
   get id() {
