@@ -54,8 +54,8 @@ export {
 } from './names.js';
 export type { RetryPolicy } from './retry.js';
 export { defaultRetryPolicy, nextRetryDelay, resolveRetryPolicy } from './retry.js';
-export type { InboxStore } from './stores.js';
-export { memoryDeadLetterStore, memoryInboxStore, pageDeadLetters } from './stores.js';
+export type { InboxStore, SagaRecord, SagaStore } from './stores.js';
+export { memoryDeadLetterStore, memoryInboxStore, memorySagaStore, pageDeadLetters } from './stores.js';
 export type { EndpointDefinition, EventSelector, TopologyDefinition } from './topology.js';
 export { defineTopology, toTransportTopology } from './topology.js';
 export type * from './transport.js';

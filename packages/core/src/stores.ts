@@ -50,6 +50,48 @@ export function memoryInboxStore(clock: Clock = systemClock): InboxStore {
   };
 }
 
+/** A saga instance's stored state and its version (for optimistic concurrency). */
+export interface SagaRecord {
+  readonly state: unknown;
+  /** 1 after the first save; each save increments it. */
+  readonly version: number;
+}
+
+/**
+ * Saga state per (saga, correlation key), with optimistic concurrency: a save names the version it
+ * read, and fails (resolves false) if another save came first. Implementations: in memory (here),
+ * SQLite (`@courier/sqlite`), PostgreSQL later.
+ */
+export interface SagaStore {
+  load(saga: string, key: string): Promise<SagaRecord | undefined>;
+  /** Saves `state` if the stored version is `expectedVersion` (0: must not exist yet). False on a conflict. */
+  save(saga: string, key: string, state: unknown, expectedVersion: number): Promise<boolean>;
+  /** Removes the instance if its version is `expectedVersion`. False on a conflict. */
+  remove(saga: string, key: string, expectedVersion: number): Promise<boolean>;
+}
+
+/** A `SagaStore` in process memory. States are copied through JSON, as a durable store would. */
+export function memorySagaStore(): SagaStore {
+  const records = new Map<string, { json: string; version: number }>();
+  const id = (saga: string, key: string) => `${saga}\u0000${key}`;
+  return {
+    async load(saga, key) {
+      const record = records.get(id(saga, key));
+      return record && { state: JSON.parse(record.json), version: record.version };
+    },
+    async save(saga, key, state, expectedVersion) {
+      const current = records.get(id(saga, key))?.version ?? 0;
+      if (current !== expectedVersion) return false;
+      records.set(id(saga, key), { json: JSON.stringify(state), version: current + 1 });
+      return true;
+    },
+    async remove(saga, key, expectedVersion) {
+      if ((records.get(id(saga, key))?.version ?? 0) !== expectedVersion) return false;
+      return records.delete(id(saga, key));
+    },
+  };
+}
+
 /** Filters and pages dead letters held in an array in insertion order; shared by in-memory stores. */
 export function pageDeadLetters(
   letters: readonly DeadLetter[],

@@ -97,6 +97,32 @@ const migrations: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX courier_inbox_expiry ON courier_inbox (expires_at);
   `,
+  // 2: stores for long-running processes: saga state (optimistic concurrency) and the outbox.
+  `
+  CREATE TABLE courier_saga_state (
+    saga TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (saga, key)
+  ) WITHOUT ROWID;
+  -- Messages an application stored in its own transaction; a relay publishes them in seq order.
+  CREATE TABLE courier_outbox (
+    seq INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    key TEXT,
+    priority INTEGER NOT NULL,
+    deliver_at INTEGER,
+    expires_at INTEGER,
+    dedup_id TEXT,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export const schemaVersion = migrations.length;

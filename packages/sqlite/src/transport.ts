@@ -14,10 +14,12 @@ import type {
   Transport,
 } from '@courier/core';
 import { ClosedError, ConfigurationError, TransportError } from '@courier/core';
+import type Database from 'better-sqlite3';
 import type { ClaimedRow } from './queues.js';
 import { parseHeaders, SqliteQueues } from './queues.js';
 import type { SqliteDatabase, Synchronous } from './schema.js';
 import { openDatabase } from './schema.js';
+import { SqliteOutbox, SqliteSagaStore } from './stores.js';
 
 export interface SqliteOptions {
   /** Database file (default `./data/courier.db`; its folder is created). `:memory:` for a private in-process broker. */
@@ -89,6 +91,7 @@ export class SqliteTransport implements Transport {
   private pollMs: number;
   private dataVersion = -1;
   private quietTicks = 0;
+  private dataVersionStatement: Database.Statement<[], number> | undefined;
   private commitsSinceCheckpoint = 0;
   private lastDedupSweep = 0;
   private closed = false;
@@ -230,6 +233,16 @@ export class SqliteTransport implements Transport {
     };
   }
 
+  /** Saga state in this file; its async writes share the broker's group commits. */
+  sagaStore(): SqliteSagaStore {
+    return new SqliteSagaStore(this.db, (work) => this.write(work));
+  }
+
+  /** The transactional outbox in this file (for an application that keeps its data here). */
+  outbox(): SqliteOutbox {
+    return new SqliteOutbox(this.db);
+  }
+
   async close(options: { abandon?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.stopPolling();
@@ -291,9 +304,11 @@ export class SqliteTransport implements Transport {
     const ops = this.ops;
     this.ops = [];
     const now = this.now();
-    const wantsClaim = [...this.consumers].some(
-      (c) => c.active && c.unsettled < c.options.prefetch && (c.mayHaveMore || c.nextDueAt <= now),
-    );
+    let wantsClaim = false;
+    for (const c of this.consumers) {
+      if (c.active && c.unsettled < c.options.prefetch && (c.mayHaveMore || c.nextDueAt <= now))
+        wantsClaim = true;
+    }
     if (ops.length === 0 && !wantsClaim) return;
     const results: { ok: boolean; value: unknown }[] = [];
     let claimed: { consumer: LocalConsumer; rows: ClaimedRow[]; token: number }[] = [];
@@ -370,7 +385,9 @@ export class SqliteTransport implements Transport {
     const out: { consumer: LocalConsumer; rows: ClaimedRow[]; token: number }[] = [];
     for (const consumer of this.consumers) {
       const room = consumer.options.prefetch - consumer.unsettled;
-      if (!consumer.active || room <= 0) continue;
+      // While deliveries are out, wait until a quarter of the prefetch is free: fewer, larger claims.
+      if (!consumer.active || room <= 0 || (consumer.unsettled > 0 && room < consumer.options.prefetch / 4))
+        continue;
       if (consumer.nextDueAt <= now) {
         if (this.queues.housekeep(consumer.queueId, now) > 0) consumer.mayHaveMore = true;
         consumer.nextDueAt = this.queues.nextDueAt(consumer.queueId) ?? Number.POSITIVE_INFINITY;
@@ -415,37 +432,33 @@ export class SqliteTransport implements Transport {
   }
 
   private delivery(consumer: LocalConsumer, row: ClaimedRow, token: number): Delivery {
-    const { seq } = row;
-    return {
-      envelope: {
-        id: row.id,
-        type: row.type,
-        headers: parseHeaders(row.headers),
-        body: row.body,
-        key: row.key ?? undefined,
-        priority: row.priority || undefined,
-        expiresAt: row.expires_at ?? undefined,
-        dedupId: row.dedup_id ?? undefined,
-      },
-      queue: consumer.queue,
-      attempt: row.attempt,
-      ack: (outgoing = []) =>
-        this.settle(seq, token, (now) => {
-          for (const item of outgoing) this.queues.publish(item, now);
-          if (outgoing.length > 0) this.wakeConsumers();
-          return this.queues.ack(seq, token);
-        }),
-      retry: (delayMs) =>
-        this.settle(seq, token, (now) => this.queues.retry(seq, token, now + delayMs, now, true)),
-      defer: (untilMs) =>
-        this.settle(seq, token, (now) => this.queues.retry(seq, token, untilMs, now, false)),
-      release: () => this.settle(seq, token, (now) => this.queues.retry(seq, token, now, now, false)),
-      deadLetter: (info: DeadLetterInfo) =>
-        this.settle(seq, token, () => this.queues.deadLetter(seq, token, info)),
-      extendLease: (ms) => this.write((now) => this.queues.extendLease(seq, token, now + ms)),
-      transact: <R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R =>
-        this.transact(seq, token, work, outgoing),
-    };
+    return new SqliteDelivery(this, consumer.queue, row, token);
+  }
+
+  /** The settles of `SqliteDelivery`, each one write in the next group commit. */
+  ackDelivery(seq: number, token: number, outgoing: readonly PublishItem[]): Promise<boolean> {
+    return this.settle(seq, token, (now) => {
+      for (const item of outgoing) this.queues.publish(item, now);
+      if (outgoing.length > 0) this.wakeConsumers();
+      return this.queues.ack(seq, token);
+    });
+  }
+
+  retryDelivery(
+    seq: number,
+    token: number,
+    availableAt: number | undefined,
+    counted: boolean,
+  ): Promise<boolean> {
+    return this.settle(seq, token, (now) => this.queues.retry(seq, token, availableAt ?? now, now, counted));
+  }
+
+  deadLetterDelivery(seq: number, token: number, info: DeadLetterInfo): Promise<boolean> {
+    return this.settle(seq, token, () => this.queues.deadLetter(seq, token, info));
+  }
+
+  extendDeliveryLease(seq: number, token: number, ms: number): Promise<boolean> {
+    return this.write((now) => this.queues.extendLease(seq, token, now + ms));
   }
 
   /** Runs one settle in the next group commit; frees the consumer's slot whatever the outcome. */
@@ -474,12 +487,7 @@ export class SqliteTransport implements Transport {
    * Exactly-once effects (DESIGN.md §2): `work` writes the application's tables, then the handler's
    * output is stored and the delivery acked, all in one transaction. A lost lease rolls it all back.
    */
-  private transact<R>(
-    seq: number,
-    token: number,
-    work: (db: unknown) => R,
-    outgoing: readonly PublishItem[],
-  ): R {
+  transact<R>(seq: number, token: number, work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
     const db = this.db;
     const result = db
       .transaction(() => {
@@ -510,7 +518,8 @@ export class SqliteTransport implements Transport {
       const now = this.now();
       let changed = false;
       try {
-        const version = this.database!.pragma('data_version', { simple: true }) as number;
+        this.dataVersionStatement ??= this.database!.prepare<[], number>('PRAGMA data_version').pluck();
+        const version = this.dataVersionStatement.get()!;
         changed = version !== this.dataVersion;
         this.dataVersion = version;
       } catch {
@@ -563,6 +572,64 @@ export class SqliteTransport implements Transport {
 }
 
 const retryWithSavepoints = Symbol('retry with savepoints');
+
+/**
+ * One claimed row handed to a consumer. A class rather than an object of closures: one is made per
+ * message, and its methods only name the row (`seq`) and the lease (`token`) they settle.
+ */
+class SqliteDelivery implements Delivery {
+  readonly envelope: Delivery['envelope'];
+  readonly attempt: number;
+  private readonly seq: number;
+
+  constructor(
+    private readonly transport: SqliteTransport,
+    readonly queue: string,
+    row: ClaimedRow,
+    private readonly token: number,
+  ) {
+    this.seq = row.seq;
+    this.attempt = row.attempt;
+    this.envelope = {
+      id: row.id,
+      type: row.type,
+      headers: parseHeaders(row.headers),
+      body: row.body,
+      key: row.key ?? undefined,
+      priority: row.priority || undefined,
+      expiresAt: row.expires_at ?? undefined,
+      dedupId: row.dedup_id ?? undefined,
+    };
+  }
+
+  ack(outgoing: readonly PublishItem[] = []): Promise<boolean> {
+    return this.transport.ackDelivery(this.seq, this.token, outgoing);
+  }
+
+  retry(delayMs: number): Promise<boolean> {
+    return this.transport.retryDelivery(this.seq, this.token, Date.now() + delayMs, true);
+  }
+
+  defer(untilMs: number): Promise<boolean> {
+    return this.transport.retryDelivery(this.seq, this.token, untilMs, false);
+  }
+
+  release(): Promise<boolean> {
+    return this.transport.retryDelivery(this.seq, this.token, undefined, false);
+  }
+
+  deadLetter(info: DeadLetterInfo): Promise<boolean> {
+    return this.transport.deadLetterDelivery(this.seq, this.token, info);
+  }
+
+  extendLease(ms: number): Promise<boolean> {
+    return this.transport.extendDeliveryLease(this.seq, this.token, ms);
+  }
+
+  transact<R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
+    return this.transport.transact(this.seq, this.token, work, outgoing);
+  }
+}
 
 function isBusy(error: unknown): boolean {
   const code = (error as { code?: string } | null)?.code;

@@ -37,20 +37,27 @@ function meta(transport: SqliteTransport, name: string): unknown {
   return transport.db.prepare('SELECT value FROM courier_meta WHERE name = ?').pluck().get(name);
 }
 
-test('a new file gets WAL mode and the current schema version (1)', () =>
+test('a new file gets WAL mode and the current schema version', () =>
   inTempDir(async (dir) => {
     const transport = sqlite({ path: join(dir, 'courier.db') });
     try {
       await transport.start();
-      assert.equal(schemaVersion, 1);
+      assert.equal(schemaVersion, 2);
       assert.equal(transport.db.pragma('journal_mode', { simple: true }), 'wal');
-      assert.equal(meta(transport, 'schema_version'), '1');
+      assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
       assert.equal(meta(transport, 'owner'), 'courier');
       const tables = transport.db
         .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
         .pluck()
         .all();
-      for (const table of ['courier_meta', 'courier_queues', 'courier_bindings', 'courier_messages']) {
+      for (const table of [
+        'courier_meta',
+        'courier_queues',
+        'courier_bindings',
+        'courier_messages',
+        'courier_saga_state',
+        'courier_outbox',
+      ]) {
         assert.ok(tables.includes(table), `has ${table}`);
       }
     } finally {
@@ -70,14 +77,14 @@ test('reopening a Courier file keeps its version and its data, also from a secon
     // A second process opening the file while the first still has it.
     const second = sqlite({ path });
     await second.start();
-    assert.equal(meta(second, 'schema_version'), '1');
+    assert.equal(meta(second, 'schema_version'), String(schemaVersion));
     await second.close();
     await first.close();
 
     const again = sqlite({ path });
     try {
       await again.start();
-      assert.equal(meta(again, 'schema_version'), '1');
+      assert.equal(meta(again, 'schema_version'), String(schemaVersion));
       assert.equal(again.db.pragma('journal_mode', { simple: true }), 'wal');
       const stats = await again.stats('orders');
       assert.equal(stats.depth, 0);
@@ -175,7 +182,7 @@ test('the default path ./data/courier.db is created, folder included, in the wor
       assert.equal(existsSync(join(dir, 'data')), false);
       await transport.start();
       assert.ok(existsSync(join(dir, 'data', 'courier.db')));
-      assert.equal(meta(transport, 'schema_version'), '1');
+      assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
     } finally {
       await transport.close();
       process.chdir(cwd);
