@@ -269,7 +269,7 @@ class MessageBus implements Bus {
     this.assertOpen();
     const { message, item } = await this.producer.prepare(contract, data, { options, to });
     await this.transport.publish([item]);
-    this.emit({ kind: 'published', message, to });
+    if (this.options.observer) this.emit({ kind: 'published', message, to });
     return message;
   }
 
@@ -337,6 +337,7 @@ class MessageBus implements Bus {
         dedupWindowMs: this.options.dedupWindowMs ?? 600_000,
         random: this.options.random ?? Math.random,
         emit: (e) => this.emit(e),
+        observed: this.options.observer !== undefined,
       });
       this.consumers.push(consumer);
       await consumer.start();

@@ -41,6 +41,8 @@ export interface ConsumerDeps {
   readonly dedupWindowMs: number;
   readonly random: () => number;
   readonly emit: (event: BusEvent) => void;
+  /** False when nobody observes: skip building per-message events on the hot path. */
+  readonly observed: boolean;
 }
 
 /** A delivery being worked on; settled at most once, whatever races (stop deadline, lease, kill). */
@@ -95,6 +97,8 @@ export class QueueConsumer {
   private readonly emulate: { priority: boolean; keys: boolean; dedup: boolean; deadLetter: boolean };
   /** Batches need room to fill: a batch subscription raises the handler limit to its size. */
   private readonly concurrency: number;
+  private readonly byType = new Map<string, Subscription[]>();
+  private readonly anyHeaderFilter: boolean;
 
   constructor(
     readonly queue: string,
@@ -110,6 +114,7 @@ export class QueueConsumer {
       deadLetter: caps.deadLetter !== 'native',
     };
     this.concurrency = Math.max(limits.concurrency, ...subscriptions.map((s) => s.batch?.size ?? 0));
+    this.anyHeaderFilter = subscriptions.some((s) => s.headers !== undefined);
   }
 
   async start(): Promise<void> {
@@ -277,7 +282,12 @@ export class QueueConsumer {
         return undefined;
       }
     }
-    const typeMatches = this.subscriptions.filter((s) => matchesPattern(s.pattern, message.type));
+    let typeMatches = this.byType.get(message.type);
+    if (!typeMatches) {
+      typeMatches = this.subscriptions.filter((s) => matchesPattern(s.pattern, message.type));
+      // Bounded: a queue sees few types; a flood of distinct types must not grow this without end.
+      if (this.byType.size < 1_000) this.byType.set(message.type, typeMatches);
+    }
     if (typeMatches.length === 0) {
       await this.deadLetter(work, message.type, message.id, attempt, {
         reason: 'rejected',
@@ -285,7 +295,9 @@ export class QueueConsumer {
       });
       return undefined;
     }
-    const subs = typeMatches.filter((s) => matchesHeaders(s.headers, message.headers));
+    const subs = this.anyHeaderFilter
+      ? typeMatches.filter((s) => matchesHeaders(s.headers, message.headers))
+      : typeMatches;
     if (subs.length === 0) {
       // Routed by a broader binding than the handlers' header filters (header filtering emulated).
       await this.settle(work, () => delivery.ack());
@@ -416,10 +428,12 @@ export class QueueConsumer {
     if (error === undefined) {
       try {
         const acked = await this.settle(work, () => work.delivery.ack(ctx.outgoing));
-        if (acked) {
+        if (acked && this.deps.observed) {
           for (const item of ctx.outgoing)
             this.deps.emit({ kind: 'published', message: decodeEnvelope(item.envelope), to: item.to });
           this.deps.emit({ kind: 'consumed', message, queue: this.queue, attempt });
+        }
+        if (acked) {
           for (const after of ctx.afterAck) await after();
         }
         return undefined;

@@ -9,6 +9,7 @@ export function compose<TContext>(
   middleware: readonly Middleware<TContext>[],
   last: (ctx: TContext) => Promise<void>,
 ): (ctx: TContext) => Promise<void> {
+  if (middleware.length === 0) return last;
   return (ctx) => {
     let index = -1;
     const dispatch = (i: number): Promise<void> => {
