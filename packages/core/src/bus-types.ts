@@ -12,7 +12,8 @@ import type {
 import type { Message } from './message.js';
 import type { Middleware } from './middleware.js';
 import type { RetryPolicy } from './retry.js';
-import type { InboxStore } from './stores.js';
+import type { Saga } from './saga.js';
+import type { InboxStore, SagaStore } from './stores.js';
 import type { TopologyDefinition } from './topology.js';
 import type {
   DeadLetter,
@@ -229,6 +230,16 @@ export interface DeadLetterApi {
   purge(queue: string, filter?: DeadLetterFilter): Promise<number>;
 }
 
+/** Where a saga keeps its state and which queue it takes its messages from. */
+export interface SagaRegistration {
+  /** State per instance: `memorySagaStore()` for tests, `transport.sagaStore()` on SQLite. */
+  store: SagaStore;
+  /** A queue of its own (default: the endpoint's queue). */
+  queue?: string;
+  /** Retry policy of its steps (default: the bus's). */
+  retry?: Partial<RetryPolicy>;
+}
+
 export interface Bus {
   readonly endpoint: string;
   readonly transport: Transport;
@@ -253,6 +264,8 @@ export interface Bus {
     handler: (items: BatchItem<DataOf<C>>[]) => Promise<void> | void,
     options?: BatchOptions,
   ): Bus;
+  /** Runs a saga (made with `defineSaga`) on this endpoint: its steps become handlers. */
+  saga<TState>(saga: Saga<TState>, options: SagaRegistration): Bus;
   publish<C extends EventContract>(
     contract: C,
     data: InputOf<C>,

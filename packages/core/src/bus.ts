@@ -7,6 +7,7 @@ import type {
   HandlerContext,
   PublishOptions,
   RequestOptions,
+  SagaRegistration,
   StopOptions,
   SubscriptionOptions,
 } from './bus-types.js';
@@ -25,6 +26,9 @@ import { Producer } from './producer.js';
 import { Requester } from './request-reply.js';
 import type { RetryPolicy } from './retry.js';
 import { resolveRetryPolicy } from './retry.js';
+import { Saga } from './saga.js';
+import { runSagaStep, sagaTimeoutType } from './saga-runtime.js';
+import type { SagaStore } from './stores.js';
 import { memoryDeadLetterStore, memoryInboxStore } from './stores.js';
 import { commandOwners, toTransportTopology } from './topology.js';
 import type {
@@ -70,6 +74,7 @@ class MessageBus implements Bus {
   >();
   private readonly bindings: BindingSpec[] = [];
   private readonly consumers: QueueConsumer[] = [];
+  private readonly sagasByQueue = new Map<string, Map<string, { saga: Saga<unknown>; store: SagaStore }>>();
   private state: State = 'new';
   private startPromise: Promise<void> | undefined;
   private stopPromise: Promise<void> | undefined;
@@ -144,6 +149,67 @@ class MessageBus implements Bus {
       );
     }
     this.routes.set(contract.type, queue);
+    return this;
+  }
+
+  saga(saga: Saga<never>, options: SagaRegistration): Bus {
+    const definition = saga as unknown as Saga<unknown>;
+    if (!(definition instanceof Saga))
+      throw new ConfigurationError('bus.saga takes a saga made with defineSaga');
+    if (!options?.store) {
+      throw new ConfigurationError(
+        `saga '${definition.name}' needs a store: memorySagaStore() for tests, transport.sagaStore() on SQLite`,
+      );
+    }
+    const { store } = options;
+    const queue = options.queue ?? this.endpoint;
+    const subscription = {
+      ...(options.queue ? { queue: options.queue } : {}),
+      ...(options.retry ? { retry: options.retry } : {}),
+    };
+    for (const step of definition.steps.values()) {
+      const handler = (data: never, ctx: HandlerContext<never>) =>
+        runSagaStep(
+          definition,
+          store,
+          queue,
+          { key: step.correlate(data), step: step.step, starts: step.starts, data },
+          ctx,
+        );
+      if (step.contract.kind === 'event') this.on(step.contract, handler, subscription);
+      else this.handle(step.contract, handler, subscription);
+    }
+    let sagas = this.sagasByQueue.get(queue);
+    if (!sagas) {
+      const registered = new Map<string, { saga: Saga<unknown>; store: SagaStore }>();
+      sagas = registered;
+      this.sagasByQueue.set(queue, registered);
+      // One timeout subscription per queue; timeouts are sent straight to the queue, so no binding.
+      this.subscribe(
+        sagaTimeoutType,
+        (data: never, ctx: HandlerContext<never>) => {
+          const { saga: name, key, name: timeoutName } = data as { saga: string; key: string; name: string };
+          const entry = registered.get(name);
+          const timeout = entry?.saga.timeouts.get(timeoutName);
+          if (!entry || !timeout)
+            return ctx.deadLetter(
+              'rejected',
+              `no saga '${name}' with timeout '${timeoutName}' on '${queue}'`,
+            );
+          return runSagaStep(
+            entry.saga,
+            entry.store,
+            queue,
+            { key, step: timeout.step, starts: false, data, isTimeout: true },
+            ctx,
+          );
+        },
+        subscription,
+      );
+    }
+    if (sagas.has(definition.name))
+      throw new ConfigurationError(`saga '${definition.name}' is registered twice on '${queue}'`);
+    sagas.set(definition.name, { saga: definition, store });
     return this;
   }
 

@@ -104,6 +104,11 @@ export class Context<T = unknown> implements HandlerContext<T> {
     return this.delivery.extendLease(ms);
   }
 
+  /** True where `transact` is possible (the transport is the application's database). */
+  canTransact(): boolean {
+    return typeof this.delivery.transact === 'function' && !this.transacted;
+  }
+
   /** Set once `transact` committed: the delivery is acked and its output stored. */
   transacted = false;
 
@@ -118,6 +123,22 @@ export class Context<T = unknown> implements HandlerContext<T> {
     const result = this.delivery.transact(work as (db: unknown) => R, this.outgoing);
     this.transacted = true;
     return result;
+  }
+
+  /** Core use (saga timeouts): hold a message of an internal type for one queue, without a contract. */
+  holdForQueue(queue: string, type: string, data: unknown, options: PublishOptions): Promise<void> {
+    return this.holdValid(type, data, 1, options, { kind: 'queue', queue });
+  }
+
+  /** Core use: where the held output stands, to go back to it when an attempt inside a handler is redone. */
+  checkpoint(): { readonly length: number; readonly index: number } {
+    return { length: this.outgoing.length, index: this.outputIndex };
+  }
+
+  /** Drops the output held since `mark` and reuses its indexes, so a redone attempt makes the same ids. */
+  rollback(mark: { readonly length: number; readonly index: number }): void {
+    this.outgoing.length = mark.length;
+    this.outputIndex = mark.index;
   }
 
   private assertNotTransacted(): void {

@@ -19,6 +19,7 @@ export type {
   PublishMiddleware,
   PublishOptions,
   RequestOptions,
+  SagaRegistration,
   StopOptions,
   SubscriptionOptions,
 } from './bus-types.js';
@@ -52,8 +53,19 @@ export {
   matchesHeaders,
   matchesPattern,
 } from './names.js';
+export * from './outbox-relay.js';
 export type { RetryPolicy } from './retry.js';
 export { defaultRetryPolicy, nextRetryDelay, resolveRetryPolicy } from './retry.js';
+export type {
+  OnMissingInstance,
+  SagaContext,
+  SagaDescription,
+  SagaOptions,
+  SagaStep,
+  Transition,
+} from './saga.js';
+export { defineSaga, describeSaga, Saga, sagaToMermaid } from './saga.js';
+export { sagaTimeoutType } from './saga-runtime.js';
 export type { InboxStore, SagaRecord, SagaStore } from './stores.js';
 export { memoryDeadLetterStore, memoryInboxStore, memorySagaStore, pageDeadLetters } from './stores.js';
 export type { EndpointDefinition, EventSelector, TopologyDefinition } from './topology.js';
