@@ -165,7 +165,7 @@ describe('sagas', () => {
       assert.deepEqual(s.settled, [{ orderId: 'o-1', status: 'confirmed' }]);
       assert.deepEqual(s.commands, ['reserve o-1', 'charge o-1 42']);
       const record = await s.store.load('order-saga', 'o-1');
-      assert.equal((record?.state as { completed: boolean }).completed, true);
+      assert.equal((record?.state as { completed: boolean } | undefined)?.completed, true);
       // The timeout of a completed instance arrives and is dropped.
       await s.clock.advance(61_000);
       assert.equal(s.settled.length, 1);
@@ -262,8 +262,10 @@ describe('sagas', () => {
       await producer.publish(Add, { id: 't', n });
     }
     await clock.advance(1_000);
-    const state = (await store.load('tally', 't'))?.state as { state: { sum: number; count: number } };
-    assert.deepEqual(state.state, { sum: expected, count: 60 });
+    const state = (await store.load('tally', 't'))?.state as
+      | { state: { sum: number; count: number } }
+      | undefined;
+    assert.deepEqual(state?.state, { sum: expected, count: 60 });
     for (const bus of [...buses, producer]) await bus.stop();
   });
 

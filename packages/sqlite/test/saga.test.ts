@@ -71,7 +71,10 @@ describe('sagas on sqlite', () => {
       }
       await until(() => totals.length === 100, 'a total per message');
       const record = await stores[0]!.load('tally', 't');
-      assert.deepEqual((record?.state as { state: unknown }).state, { sum: expected, count: 100 });
+      assert.deepEqual((record?.state as { state: unknown } | undefined)?.state, {
+        sum: expected,
+        count: 100,
+      });
       // Each step's output was stored with its state: the totals are exactly the running sums.
       assert.deepEqual(
         totals.map((t) => t.count).sort((a, b) => a - b),
@@ -123,7 +126,10 @@ describe('sagas on sqlite', () => {
         'all 60 steps',
       );
       const record = await consumer.store.load('tally', 'k');
-      assert.deepEqual((record?.state as { state: unknown }).state, { sum: expected, count: 60 });
+      assert.deepEqual((record?.state as { state: unknown } | undefined)?.state, {
+        sum: expected,
+        count: 60,
+      });
       await until(() => totals.length >= 60, 'the totals');
       await new Promise((resolve) => setTimeout(resolve, 200));
       assert.deepEqual(
