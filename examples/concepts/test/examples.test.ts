@@ -3,7 +3,9 @@
  * code it quotes. Each example uses the memory transport and short delays or a fake clock.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
+import { sagaDoc, withDiagram } from '../../../scripts/docs-diagrams.js';
 import { main as batch } from '../src/batch.js';
 import { main as concurrency } from '../src/concurrency.js';
 import { main as deadLetters } from '../src/dead-letters.js';
@@ -13,6 +15,7 @@ import { main as gracefulStop } from '../src/graceful-stop.js';
 import { main as limits } from '../src/limits.js';
 import { main as messageFlow } from '../src/message-flow.js';
 import { main as middleware } from '../src/middleware.js';
+import { main as orderSaga } from '../src/order-saga.js';
 import { main as ordering } from '../src/ordering.js';
 import { main as requestReply } from '../src/request-reply.js';
 import { main as retries } from '../src/retries.js';
@@ -240,5 +243,29 @@ describe('concept examples', { timeout: 20_000 }, () => {
     assert.ok(numbers.every((n) => n >= 1 && n <= 10));
     assert.ok(lines.includes('metering: 24 stored'));
     assert.ok(lines.includes('dlq:      reason=rejected: meter m-7: negative reading'));
+  });
+});
+
+describe('sagas doc', () => {
+  it('order saga: confirms, compensates a rejection, and times out a silent payment', async () => {
+    const lines = await run(orderSaga);
+    inOrder(lines, [/charged 42 for o-1/, /o-1 confirmed/]);
+    assert.ok(lines.includes('orders:    o-2 cancelled: out of stock'));
+    inOrder(lines, [
+      /o-3 gateway does not answer/,
+      /30 s later/,
+      /released the stock of o-3/,
+      /o-3 cancelled: no payment within 30 s/,
+    ]);
+    assert.equal(count(lines, /confirmed|cancelled/), 3, 'each order settles once');
+  });
+
+  it('docs/sagas.md shows the diagram generated from the saga (npm run docs:diagrams)', () => {
+    const markdown = readFileSync(sagaDoc, 'utf8');
+    assert.equal(
+      markdown,
+      withDiagram(markdown),
+      'the diagram in docs/sagas.md is stale: run npm run docs:diagrams',
+    );
   });
 });
