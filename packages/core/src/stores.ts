@@ -18,10 +18,15 @@ export interface InboxStore {
 export function memoryInboxStore(clock: Clock = systemClock): InboxStore {
   const scopes = new Map<string, Map<string, { value: string; expiresAt: number }>>();
   let putsSinceSweep = 0;
+  // Keys go in in put order, which is expiry order for one retention: stop at the first live key, so
+  // a sweep only touches what it removes.
   const sweep = () => {
     const now = clock.now();
     for (const keys of scopes.values()) {
-      for (const [key, { expiresAt }] of keys) if (expiresAt <= now) keys.delete(key);
+      for (const [key, { expiresAt }] of keys) {
+        if (expiresAt > now) break;
+        keys.delete(key);
+      }
     }
   };
   const get = (scope: string, key: string) => {
@@ -41,7 +46,7 @@ export function memoryInboxStore(clock: Clock = systemClock): InboxStore {
         scopes.set(scope, keys);
       }
       keys.set(key, { value, expiresAt: clock.now() + retentionMs });
-      if (++putsSinceSweep >= 10_000) {
+      if (++putsSinceSweep >= 1_000) {
         putsSinceSweep = 0;
         sweep();
       }
