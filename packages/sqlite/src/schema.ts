@@ -133,6 +133,8 @@ export interface OpenOptions {
   readonly synchronous: Synchronous;
   /** How long one statement waits for another process's lock, in ms, before SQLITE_BUSY. */
   readonly busyTimeoutMs: number;
+  /** Add Courier's tables to an existing application database instead of refusing it. */
+  readonly adoptExisting?: boolean;
 }
 
 /**
@@ -152,7 +154,7 @@ export function openDatabase(options: OpenOptions): SqliteDatabase {
   try {
     // Opening and migrating wait longer for other processes than the hot path does: they run once.
     db.pragma(`busy_timeout = ${Math.max(options.busyTimeoutMs, 5_000)}`);
-    checkOwnership(db, options.path);
+    checkOwnership(db, options.path, options.adoptExisting ?? false);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.synchronous}`);
     // Checkpoints run from the idle loop instead of inside a commit on the hot path.
@@ -171,16 +173,16 @@ export function openDatabase(options: OpenOptions): SqliteDatabase {
   }
 }
 
-function checkOwnership(db: SqliteDatabase, path: string): void {
+function checkOwnership(db: SqliteDatabase, path: string, adoptExisting: boolean): void {
   const tables = db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table'`).pluck().all() as string[];
   if (tables.length === 0) return;
   const isCourier = tables.includes('courier_meta');
   if (!isCourier) {
     // An application may keep its own tables in the file (exactly-once effects), but only next to ours.
     const foreign = tables.filter((t) => !t.startsWith('courier_'));
-    if (foreign.length === tables.length) {
+    if (foreign.length === tables.length && !adoptExisting) {
       throw new ConfigurationError(
-        `'${path}' is not a Courier database (it has tables ${foreign.slice(0, 5).join(', ')} and no courier_meta): refusing to modify it`,
+        `'${path}' is not a Courier database (it has tables ${foreign.slice(0, 5).join(', ')} and no courier_meta): refusing to modify it; pass adoptExisting: true to add Courier's tables to it`,
       );
     }
   }

@@ -34,6 +34,11 @@ export interface SqliteOptions {
   pollMinMs?: number;
   /** Slowest poll while idle, in ms (default 50): the longest a message from another process waits. */
   pollMaxMs?: number;
+  /**
+   * Add Courier's tables to an existing application database (for the outbox or `ctx.transact`)
+   * instead of refusing a file that has only someone else's tables (default false).
+   */
+  adoptExisting?: boolean;
 }
 
 interface Op {
@@ -76,7 +81,8 @@ export class SqliteTransport implements Transport {
   readonly durability: Durability;
   readonly capabilities = capabilities;
   readonly path: string;
-  private readonly options: Required<Omit<SqliteOptions, 'path'>>;
+  private readonly options: Required<Omit<SqliteOptions, 'path' | 'adoptExisting'>>;
+  private readonly adoptExisting: boolean;
   private database: SqliteDatabase | undefined;
   private store: SqliteQueues | undefined;
   private ops: Op[] = [];
@@ -112,6 +118,7 @@ export class SqliteTransport implements Transport {
       pollMaxMs: nonNegative(options.pollMaxMs ?? 50, 'pollMaxMs'),
     };
     this.durability = synchronous === 'FULL' ? 'fsync' : 'process-crash';
+    this.adoptExisting = options.adoptExisting ?? false;
     this.pollMs = this.options.pollMinMs;
   }
 
@@ -132,6 +139,7 @@ export class SqliteTransport implements Transport {
       path: this.path,
       synchronous: this.options.synchronous,
       busyTimeoutMs: this.options.busyTimeoutMs,
+      adoptExisting: this.adoptExisting,
     });
     this.store = new SqliteQueues(
       this.database,
@@ -277,6 +285,14 @@ export class SqliteTransport implements Transport {
   /** Queues `run` for the next group commit; resolves its result once committed. */
   private write<T>(run: (now: number) => T): Promise<T> {
     if (this.closed) return Promise.reject(new ClosedError('the sqlite transport is closed'));
+    if (!this.database) {
+      // Writes before start() open the file too, rather than waiting for a flush that cannot run.
+      try {
+        this.open();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     return new Promise<T>((resolve, reject) => {
       this.ops.push({ run, resolve: resolve as (value: never) => void, reject });
       this.scheduleFlush();
@@ -489,20 +505,27 @@ export class SqliteTransport implements Transport {
    */
   transact<R>(seq: number, token: number, work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
     const db = this.db;
-    const result = db
-      .transaction(() => {
-        const value = work(db);
-        const now = this.now();
-        this.queues.refreshBindings();
-        for (const item of outgoing) this.queues.publish(item, now);
-        if (!this.queues.ack(seq, token)) {
-          throw new TransportError(
-            `the lease of message ${seq} expired before its transaction committed: rolled back`,
-          );
-        }
-        return value;
-      })
-      .immediate();
+    // Synchronous, so it cannot step aside like the group commit: wait longer for another process's lock.
+    db.pragma(`busy_timeout = ${Math.max(this.options.busyTimeoutMs, 2_000)}`);
+    let result: R;
+    try {
+      result = db
+        .transaction(() => {
+          const value = work(db);
+          const now = this.now();
+          this.queues.refreshBindings();
+          for (const item of outgoing) this.queues.publish(item, now);
+          if (!this.queues.ack(seq, token)) {
+            throw new TransportError(
+              `the lease of message ${seq} expired before its transaction committed: rolled back`,
+            );
+          }
+          return value;
+        })
+        .immediate();
+    } finally {
+      db.pragma(`busy_timeout = ${this.options.busyTimeoutMs}`);
+    }
     this.wakeConsumers();
     this.releaseSlot(seq, token);
     return result;
@@ -544,11 +567,10 @@ export class SqliteTransport implements Transport {
         if (this.commitsSinceCheckpoint > 0 && this.pollMs >= this.options.pollMaxMs) this.checkpoint();
       }
       if (this.commitsSinceCheckpoint >= 1_000) this.checkpoint();
+      // Not unref'd: a process whose work is consuming must stay alive while it consumes.
       this.pollTimer = setTimeout(tick, this.pollMs);
-      this.pollTimer.unref?.();
     };
     this.pollTimer = setTimeout(tick, this.pollMs);
-    this.pollTimer.unref?.();
   }
 
   private stopPolling(): void {

@@ -120,6 +120,24 @@ test('a SQLite file with other tables and no Courier tables is refused and left 
     assert.deepEqual(snapshot(dir, 'app.db'), before);
   }));
 
+test('adoptExisting adds Courier to an application database and keeps its tables', () =>
+  inTempDir(async (dir) => {
+    const path = join(dir, 'app.db');
+    const app = new Database(path);
+    app.exec(
+      `CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ada')`,
+    );
+    app.close();
+    const transport = sqlite({ path, adoptExisting: true });
+    try {
+      await transport.start();
+      assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
+      assert.equal(transport.db.prepare('SELECT name FROM users').pluck().get(), 'ada');
+    } finally {
+      await transport.close();
+    }
+  }));
+
 test('a Courier file of a newer schema version (99) is refused and left byte-identical', () =>
   inTempDir(async (dir) => {
     const path = join(dir, 'courier.db');
