@@ -38,6 +38,7 @@ export function uid(): string {
   return randomUUID().replaceAll('-', '').slice(0, 8);
 }
 
+/** A latch a test opens to let a waiting handler go on. */
 export interface Gate {
   wait(): Promise<void>;
   open(): void;

@@ -15,6 +15,7 @@ export interface TransportFixture {
   dispose(): Promise<void>;
 }
 
+/** Options of `runTransportSuite`. */
 export interface TransportSuiteOptions {
   /** Name of the `describe` block, e.g. `memory` or `sqlite (synchronous=FULL)`. */
   readonly name: string;
@@ -22,4 +23,5 @@ export interface TransportSuiteOptions {
   readonly create: () => Promise<TransportFixture>;
 }
 
+/** Makes a fresh fixture for one case. */
 export type CreateFixture = TransportSuiteOptions['create'];

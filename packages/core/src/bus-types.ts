@@ -49,6 +49,7 @@ export interface PublishOptions {
   id?: string;
 }
 
+/** Options of `bus.request`. */
 export interface RequestOptions extends PublishOptions {
   /** How long to wait for the reply (default: the bus's `requestTimeoutMs`). */
   timeoutMs?: number;
@@ -91,8 +92,10 @@ export interface HandlerContext<T = unknown> {
   transact<R, TDb = unknown>(work: (db: TDb) => R): R;
 }
 
+/** A message handler: the data (typed from the contract) and the context. */
 export type Handler<T> = (data: T, ctx: HandlerContext<T>) => unknown;
 
+/** Middleware around every handler: `(ctx, next) => Promise<void>`. */
 export type ConsumeMiddleware = Middleware<HandlerContext>;
 
 /** What a publish middleware sees: the message about to be encoded and where it goes. */
@@ -101,6 +104,7 @@ export interface PublishContext {
   readonly to: Destination;
   readonly endpoint: string;
 }
+/** Middleware around every publish (outermost first); it may replace `ctx.message`. */
 export type PublishMiddleware = Middleware<PublishContext>;
 
 /** Per-handler options. Queue-level ones (`concurrency`, `prefetch`, `leaseMs`) need a `queue` of its own. */
@@ -123,6 +127,7 @@ export interface SubscriptionOptions {
   onDeadLetter?: 'release' | 'park';
 }
 
+/** Options of `bus.onBatch`. */
 export interface BatchOptions extends SubscriptionOptions {
   /** Most messages in one batch (default 100). */
   size?: number;
@@ -138,6 +143,7 @@ export interface BatchItem<T> {
   fail(error: unknown): void;
 }
 
+/** What the `observer` sees. */
 export type BusEvent =
   | { readonly kind: 'published'; readonly message: Message; readonly to: Destination }
   | { readonly kind: 'consumed'; readonly message: Message; readonly queue: string; readonly attempt: number }
@@ -159,6 +165,7 @@ export type BusEvent =
     }
   | { readonly kind: 'error'; readonly error: unknown; readonly queue?: string };
 
+/** Options of `createBus`; docs/options.md lists them with their defaults. */
 export interface BusOptions {
   /** This service's name; its queue has the same name. */
   endpoint: string;
@@ -199,11 +206,13 @@ export interface BusOptions {
   random?: () => number;
 }
 
+/** Options of `bus.stop`. */
 export interface StopOptions {
   /** Longest wait for in-flight handlers, in ms (default 10,000); the rest are returned unacked. */
   timeoutMs?: number;
 }
 
+/** Filter and page of `bus.deadLetters.list`. */
 export interface DeadLetterListOptions extends DeadLetterFilter {
   /** Page size (default 100). */
   limit?: number;
@@ -216,6 +225,7 @@ export interface DeadLetterView extends DeadLetter {
   readonly headers: Readonly<Record<string, string>>;
 }
 
+/** List, replay and purge a queue's dead letters (DESIGN.md §2.7). */
 export interface DeadLetterApi {
   list(
     queue: string,
@@ -240,6 +250,7 @@ export interface SagaRegistration {
   retry?: Partial<RetryPolicy>;
 }
 
+/** An endpoint's handle on the message system: register handlers, publish, send, request, start, stop. */
 export interface Bus {
   readonly endpoint: string;
   readonly transport: Transport;

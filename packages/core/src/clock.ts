@@ -6,6 +6,7 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
 }
 
+/** What `Clock.setTimeout` returns, to pass back to `clearTimeout`. */
 export type TimerHandle = { readonly __timer: unique symbol } | ReturnType<typeof setTimeout>;
 
 /** The machine's clock. */

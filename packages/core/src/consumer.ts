@@ -27,6 +27,7 @@ export interface Subscription {
   readonly batch?: { readonly size: number; readonly maxWaitMs: number } | undefined;
 }
 
+/** What a queue consumer needs from its bus. */
 export interface ConsumerDeps {
   readonly endpoint: string;
   readonly transport: Transport;

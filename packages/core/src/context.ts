@@ -17,8 +17,10 @@ export class DeadLetterRequest {
 
 /** Type of the reply message to a request, and of the failure returned instead of one. */
 export const replyType = 'courier.reply';
+/** Type of the message a failed request gets instead of its reply. */
 export const faultType = 'courier.fault';
 
+/** What a handler context needs from its bus. */
 export interface ContextDeps {
   readonly endpoint: string;
   readonly producer: Producer;

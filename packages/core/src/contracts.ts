@@ -5,6 +5,7 @@ import { assertMessageType } from './names.js';
 /** Turns data written with an older contract version into the next version's shape. */
 export type Upcaster = (data: unknown) => unknown;
 
+/** Options of `defineEvent`, `defineCommand` and `defineRequest`. */
 export interface ContractOptions {
   /** Version of the schema, a positive integer (default 1). Newer versions need upcasters from older ones. */
   version?: number;
@@ -41,6 +42,7 @@ export interface RequestContract<
   readonly replySchema: TReplySchema;
 }
 
+/** Any contract. */
 export type Contract = EventContract | CommandContract | RequestContract;
 
 /** The data a handler receives for contract `C` (the schema's output type). */

@@ -3,6 +3,7 @@ import type { Context } from './context.js';
 import { ConfigurationError } from './errors.js';
 import type { InboxStore } from './stores.js';
 
+/** Options of `inbox()`. */
 export interface InboxOptions {
   store: InboxStore;
   /** How long a handled id is remembered, in ms (default 7 days). Redeliveries after that run again. */

@@ -15,6 +15,7 @@ export interface Lineage {
   readonly causationId: string;
 }
 
+/** A message before it is built and encoded. */
 export interface Draft {
   readonly type: string;
   readonly data: unknown;

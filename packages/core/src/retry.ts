@@ -16,6 +16,7 @@ export interface RetryPolicy {
   readonly jitter: number;
 }
 
+/** Five attempts: one at once, then backoff from 1 s doubling up to 60 s, ±20 % jitter. */
 export const defaultRetryPolicy: RetryPolicy = Object.freeze({
   maxAttempts: 5,
   immediate: 1,

@@ -38,6 +38,7 @@ interface TransactionalSagaStore extends SagaStore {
 
 const conflict = Symbol('saga save conflict');
 
+/** The instance and step one message runs. */
 export interface SagaTarget {
   readonly key: string;
   readonly step: AnyStep;

@@ -35,6 +35,7 @@ export type OnMissingInstance = 'ignore' | 'dead-letter';
 /** A step with its types erased, as the runtime stores it. */
 export type AnyStep = (state: never, data: never, ctx: SagaContext) => unknown;
 
+/** A registered step, as the runtime keeps it. */
 export interface SagaStepDefinition {
   readonly contract: EventContract | CommandContract;
   readonly correlate: (data: never) => string;
@@ -43,12 +44,14 @@ export interface SagaStepDefinition {
   readonly transition?: Transition | undefined;
 }
 
+/** A registered timeout step. */
 export interface SagaTimeoutDefinition {
   readonly name: string;
   readonly step: AnyStep;
   readonly transition?: Transition | undefined;
 }
 
+/** Options of `defineSaga`. */
 export interface SagaOptions<TState> {
   /** The saga's name: stored state is keyed by it, and its queue is `<endpoint>.<name>` unless given. */
   name: string;

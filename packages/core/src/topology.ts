@@ -6,6 +6,7 @@ import type { BindingSpec, QueueSpec, Topology } from './transport.js';
 /** An event subscription in a topology: a contract, a pattern, or a pattern with a header filter. */
 export type EventSelector = EventContract | string | { pattern: string; headers?: Record<string, string> };
 
+/** What one endpoint takes: events routed to its queue, commands it owns. */
 export interface EndpointDefinition {
   /** Events routed into the endpoint's queue. */
   events?: readonly EventSelector[];

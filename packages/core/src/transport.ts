@@ -29,6 +29,7 @@ export type Capability =
  */
 export type CapabilitySupport = 'native' | 'emulated' | { absent: string };
 
+/** What a transport declares for each capability. */
 export type Capabilities = Readonly<Record<Capability, CapabilitySupport>>;
 
 /**
@@ -56,6 +57,7 @@ export interface Envelope {
 /** Where a publish goes: through the bus's topic (fan-out by bindings) or straight to one queue. */
 export type Destination = { readonly kind: 'topic' } | { readonly kind: 'queue'; readonly queue: string };
 
+/** One envelope to store, and where. */
 export interface PublishItem {
   readonly envelope: Envelope;
   readonly to: Destination;
@@ -65,6 +67,7 @@ export interface PublishItem {
   readonly dropIfNoQueue?: boolean;
 }
 
+/** A queue to declare. */
 export interface QueueSpec {
   readonly name: string;
   /** Reply queues: not durable, may vanish with the connection that declared them. */
@@ -81,11 +84,13 @@ export interface BindingSpec {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
+/** Queues and bindings to declare together. */
 export interface Topology {
   readonly queues: readonly QueueSpec[];
   readonly bindings: readonly BindingSpec[];
 }
 
+/** Flow control of one consumer. */
 export interface ConsumeOptions {
   /** Most unsettled deliveries this consumer holds at once. */
   readonly prefetch: number;
@@ -104,6 +109,7 @@ export type DeadLetterReason =
   | 'too-large'
   | (string & {});
 
+/** Why and when a message was dead-lettered; shown as `courier-dlq-*` headers. */
 export interface DeadLetterInfo {
   readonly reason: DeadLetterReason;
   readonly errorName?: string | undefined;
@@ -152,11 +158,13 @@ export interface Delivery {
   transact?<R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R;
 }
 
+/** A running consumer. */
 export interface ConsumerHandle {
   /** Stop taking deliveries. Deliveries already handed over stay the caller's to settle. Idempotent. */
   stop(): Promise<void>;
 }
 
+/** A queue's figures (DESIGN.md §3), from cheap queries. */
 export interface QueueStats {
   readonly queue: string;
   /** Ready to deliver now. */
@@ -177,6 +185,7 @@ export interface DeadLetter {
   readonly info: DeadLetterInfo;
 }
 
+/** Which dead letters a list, replay or purge takes; every given field must match. */
 export interface DeadLetterFilter {
   readonly type?: string;
   readonly reason?: DeadLetterReason;
@@ -188,6 +197,7 @@ export interface DeadLetterFilter {
   readonly ids?: readonly string[];
 }
 
+/** One page of dead letters. */
 export interface DeadLetterPage {
   readonly items: readonly DeadLetter[];
   /** Pass back as `cursor` for the next page; absent on the last page. */

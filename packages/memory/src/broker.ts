@@ -18,6 +18,7 @@ export type SwitchableCapability = Extract<
   'delay' | 'priority' | 'keyOrdering' | 'dedup' | 'deadLetter' | 'ttl'
 >;
 
+/** Options of `memory()` and `new MemoryBroker()`. */
 export interface MemoryBrokerOptions {
   /** Clock for leases, delays and TTLs (default: the machine's). Tests pass a fake one. */
   clock?: Clock;
@@ -39,6 +40,7 @@ interface Entry {
   enqueuedAt: number;
 }
 
+/** One consumer attached to a queue of the broker. */
 export interface ConsumerState {
   readonly queue: string;
   readonly options: ConsumeOptions;

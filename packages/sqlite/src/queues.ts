@@ -16,6 +16,7 @@ const SCHEDULED = 1;
 const LEASED = 2;
 const WAITING = 3;
 
+/** A row leased by a claim, as the claim statement returns it. */
 export interface ClaimedRow {
   seq: number;
   attempt: number;

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { ConfigurationError, TransportError } from '@courier/core';
 import Database from 'better-sqlite3';
 
+/** The better-sqlite3 connection type, for `transport.db` and `ctx.transact`. */
 export type SqliteDatabase = Database.Database;
 
 /** `NORMAL` survives a process crash (WAL); `FULL` also survives power loss (fsync at every commit). */
@@ -125,9 +126,11 @@ const migrations: readonly string[] = [
   `,
 ];
 
+/** The Courier schema version this code writes and reads (the number of migrations). */
 export const schemaVersion = migrations.length;
 const marker = 'courier';
 
+/** How `openDatabase` opens a file. */
 export interface OpenOptions {
   readonly path: string;
   readonly synchronous: Synchronous;

@@ -21,6 +21,7 @@ import type { SqliteDatabase, Synchronous } from './schema.js';
 import { openDatabase } from './schema.js';
 import { SqliteOutbox, SqliteSagaStore } from './stores.js';
 
+/** Options of `sqlite()`; docs/sqlite.md lists them with their defaults. */
 export interface SqliteOptions {
   /** Database file (default `./data/courier.db`; its folder is created). `:memory:` for a private in-process broker. */
   path?: string;

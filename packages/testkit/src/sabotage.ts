@@ -21,6 +21,7 @@ export const sabotageKinds = [
   'forget-attempts',
   'redeliver-to-topic',
 ] as const;
+/** One way of breaking a transport on purpose. */
 export type SabotageKind = (typeof sabotageKinds)[number];
 
 const stashedKey = 'x-sabotage-key';

@@ -10,6 +10,7 @@ import type { CreateFixture } from '../types.js';
 
 const leaseMs = 1_000;
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function crashCases(create: CreateFixture): void {
   it(
     'redelivers after a crash mid-handler with the attempt counted',

@@ -5,6 +5,7 @@ import { defineEvent, NonRetryableError } from '@courier/core';
 import { caseOptions, numbered, run } from '../helpers.js';
 import type { CreateFixture } from '../types.js';
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function deadLetterCases(create: CreateFixture): void {
   it(
     'lists dead letters in pages and filters them by type and reason',

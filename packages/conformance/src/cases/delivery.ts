@@ -5,6 +5,7 @@ import { DelayedRetry, defineCommand, defineEvent, NonRetryableError } from '@co
 import { Concurrency, caseOptions, gate, numbered, run } from '../helpers.js';
 import type { CreateFixture } from '../types.js';
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function deliveryCases(create: CreateFixture): void {
   it(
     'redelivers a failed message with attempts 1, 2, 3',

@@ -23,6 +23,7 @@ const splitName = (data: unknown) => {
   return { firstName, lastName: rest.join(' ') };
 };
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function lifecycleCases(create: CreateFixture): void {
   it(
     'stops idempotently, and kill after stop is harmless',

@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { Concurrency, caseOptions, Harness, numbered, run, sleepOn } from '../helpers.js';
 import type { CreateFixture } from '../types.js';
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function orderingCases(create: CreateFixture): void {
   it(
     'delivers higher priority first, then in publish order',

@@ -14,6 +14,7 @@ class InventoryError extends Error {
   override name = 'InventoryError';
 }
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function recoverabilityCases(create: CreateFixture): void {
   it(
     'dead-letters after maxAttempts with reason, error, attempts and queue',

@@ -14,6 +14,7 @@ class OutOfStockError extends Error {
 const stockQuery = z.object({ sku: z.string() });
 const stockReply = z.object({ sku: z.string(), available: z.number() });
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function requestReplyCases(create: CreateFixture): void {
   it(
     'answers a request with the handler’s reply',

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { caseOptions, numbered, run, sleepOn } from '../helpers.js';
 import type { CreateFixture } from '../types.js';
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function routingCases(create: CreateFixture): void {
   it(
     'round-trips data, headers and metadata',

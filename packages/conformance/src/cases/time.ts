@@ -5,6 +5,7 @@ import { defineCommand, defineEvent } from '@courier/core';
 import { caseOptions, numbered, run } from '../helpers.js';
 import type { CreateFixture } from '../types.js';
 
+/** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function timeCases(create: CreateFixture): void {
   it(
     'holds a delayed message until its delay has passed',
