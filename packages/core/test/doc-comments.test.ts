@@ -30,7 +30,8 @@ it('every exported declaration in packages/*/src has a doc comment', () => {
         if (/^export type (\{|\*)/.test(line)) return; // re-exports carry the original's comment
         let j = i - 1;
         while (j >= 0 && lines[j]!.trim() === '') j--;
-        if (j < 0 || !lines[j]!.trim().endsWith('*/')) missing.push(`${file.slice(packages.length)}:${i + 1} ${line.slice(0, 80)}`);
+        if (j < 0 || !lines[j]!.trim().endsWith('*/'))
+          missing.push(`${file.slice(packages.length)}:${i + 1} ${line.slice(0, 80)}`);
       });
     }
   }
