@@ -306,10 +306,11 @@ export class SqliteQueues {
 
   /** Back to the queue at `availableAt`; `counted: false` gives the attempt back (defer, release). */
   retry(seq: number, token: number, availableAt: number, now: number, counted: boolean): boolean {
-    return (
-      this.s.retry.run(availableAt > now ? SCHEDULED : READY, availableAt, counted ? 0 : 1, seq, token)
-        .changes === 1
-    );
+    const scheduled = availableAt > now;
+    const done =
+      this.s.retry.run(scheduled ? SCHEDULED : READY, availableAt, counted ? 0 : 1, seq, token).changes === 1;
+    if (done && scheduled) this.onScheduled(availableAt);
+    return done;
   }
 
   extendLease(seq: number, token: number, leaseUntil: number): boolean {

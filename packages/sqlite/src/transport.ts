@@ -483,6 +483,9 @@ export class SqliteTransport implements Transport {
     try {
       return await this.write((now) => {
         const settled = run(now);
+        // Free the slot now, inside the commit: the claim at the end of this same flush may lease the
+        // row again (a retry without delay), and must find the slot already given back.
+        this.releaseSlot(seq, token);
         // The settled row may free a key or a slot: look again at the next claim.
         this.wakeConsumers();
         return settled;
