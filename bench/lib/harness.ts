@@ -1,0 +1,197 @@
+/**
+ * What every benchmark process shares: options from argv/env, the peak-RSS sampler, percentiles,
+ * temp files and the one-line result protocol the runner reads back (`RESULT_PREFIX` + JSON).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+
+/** Lines on stdout starting with this carry a result; everything else a benchmark prints goes to stderr. */
+export const RESULT_PREFIX = '@@bench-result ';
+
+export type BenchStatus = 'ok' | 'skipped' | 'failed';
+
+/** What a benchmark reports. The first five fields are the public `--json` shape. */
+export interface BenchResult {
+  name: string;
+  msgs_per_s: number | null;
+  p50_ms: number | null;
+  p99_ms: number | null;
+  peak_rss_mb: number | null;
+  status: BenchStatus;
+  /** `process.resourceUsage().maxRSS` of the measured process, the cross-check of `peak_rss_mb`. */
+  max_rss_mb?: number | null;
+  /** RSS when measuring began (Node, tsx's loader thread, the imports): the floor under `peak_rss_mb`. */
+  start_rss_mb?: number | null;
+  /** Messages measured. */
+  count?: number;
+  /** Seconds measured. */
+  seconds?: number;
+  /** Why skipped or failed, or what to know about the figures. */
+  note?: string;
+}
+
+export interface BenchOptions {
+  quick: boolean;
+}
+
+/** `--quick` on the command line (or BENCH_QUICK=1). */
+export function benchOptions(argv: readonly string[] = process.argv.slice(2)): BenchOptions {
+  return { quick: argv.includes('--quick') || process.env.BENCH_QUICK === '1' };
+}
+
+/** A positive integer from the environment (`BENCH_COUNT=5000`), else `fallback`. For exploring. */
+export function envInt(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name}='${raw}' must be a positive integer`);
+  return value;
+}
+
+const MB = 1024 * 1024;
+
+export function round(value: number, digits = 2): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}
+
+/**
+ * Samples `process.memoryUsage().rss` every 20 ms. A benchmark that blocks the event loop for long
+ * stretches is sampled less often, which is why `maxRSS` (the kernel's high-water mark) is reported
+ * beside it.
+ */
+export function startRssSampler(intervalMs = 20): {
+  peakMb(): number;
+  maxRssMb(): number;
+  startMb: number;
+  stop(): void;
+} {
+  let peak = process.memoryUsage().rss;
+  const startMb = round(peak / MB, 1);
+  const timer = setInterval(() => {
+    const rss = process.memoryUsage().rss;
+    if (rss > peak) peak = rss;
+  }, intervalMs);
+  timer.unref();
+  const sample = () => {
+    const rss = process.memoryUsage().rss;
+    if (rss > peak) peak = rss;
+  };
+  return {
+    peakMb() {
+      sample();
+      return round(peak / MB, 1);
+    },
+    // maxRSS is in kilobytes.
+    maxRssMb: () => round((process.resourceUsage().maxRSS * 1024) / MB, 1),
+    startMb,
+    stop: () => clearInterval(timer),
+  };
+}
+
+/** The `p`-th percentile (0..100) of ascending `sorted`, nearest-rank; null when empty. */
+export function percentile(sorted: ArrayLike<number>, p: number): number | null {
+  if (sorted.length === 0) return null;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] ?? null;
+}
+
+/** Sorted copy of the first `length` values. */
+export function sortedPrefix(values: Float64Array, length: number): Float64Array {
+  return values.slice(0, length).sort();
+}
+
+/** A fresh temporary directory, removed by the returned function. */
+export function tempDir(label: string): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), `courier-bench-${label}-`));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function emit(result: BenchResult): void {
+  process.stdout.write(`${RESULT_PREFIX}${JSON.stringify(result)}\n`);
+}
+
+export function skippedResult(name: string, note: string): BenchResult {
+  return { name, msgs_per_s: null, p50_ms: null, p99_ms: null, peak_rss_mb: null, status: 'skipped', note };
+}
+
+export function failedResult(name: string, note: string): BenchResult {
+  return { name, msgs_per_s: null, p50_ms: null, p99_ms: null, peak_rss_mb: null, status: 'failed', note };
+}
+
+/** Logs to stderr, which the runner passes through (stdout is the result channel). */
+export function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/**
+ * Runs a benchmark's `main`, emits what it returns, and turns a throw into failed results for
+ * `names`, so the runner always reads one line per name.
+ */
+export async function runBenchmark(
+  names: readonly string[],
+  main: () => Promise<BenchResult[]>,
+): Promise<void> {
+  try {
+    const results = await main();
+    for (const result of results) emit(result);
+  } catch (error) {
+    const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    log(message);
+    const first = message.split('\n')[0] ?? 'failed';
+    for (const name of names) emit(failedResult(name, first));
+    process.exitCode = 1;
+  }
+}
+
+/** Resolves after `ms` (for pacing and polling, never for correctness). */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Yields to the event loop once (lets timers, such as the RSS sampler, run). */
+export function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** Latencies by message `seq`; those below `warmup` are left out of the percentiles. */
+export class LatencyRecorder {
+  private readonly values: Float64Array;
+  private recorded = 0;
+  private max = 0;
+
+  constructor(
+    capacity: number,
+    private readonly warmup: number,
+  ) {
+    this.values = new Float64Array(capacity);
+  }
+
+  record(seq: number, latencyMs: number): void {
+    if (seq < this.warmup || this.recorded >= this.values.length) return;
+    this.values[this.recorded++] = latencyMs;
+    if (latencyMs > this.max) this.max = latencyMs;
+  }
+
+  summary(): { count: number; p50: number | null; p99: number | null; p999: number | null; max: number } {
+    const sorted = sortedPrefix(this.values, this.recorded);
+    const at = (p: number) => {
+      const value = percentile(sorted, p);
+      return value === null ? null : round(value, 3);
+    };
+    return { count: this.recorded, p50: at(50), p99: at(99), p999: at(99.9), max: round(this.max, 3) };
+  }
+}
+
+/** Event-loop delay of this process (how late timers fire), to tell the loop's own stalls from the broker's. */
+export function startLoopDelayMonitor(): { summary(): string; stop(): void } {
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  histogram.enable();
+  return {
+    summary: () =>
+      `event-loop delay p50 ${round(histogram.percentile(50) / 1e6, 2)} ms, p99 ${round(histogram.percentile(99) / 1e6, 2)} ms, max ${round(histogram.max / 1e6, 2)} ms`,
+    stop: () => histogram.disable(),
+  };
+}
