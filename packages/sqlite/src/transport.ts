@@ -15,6 +15,7 @@ import type {
 } from '@courier/core';
 import { ClosedError, ConfigurationError, TransportError } from '@courier/core';
 import type Database from 'better-sqlite3';
+import { startCheckpointer } from './checkpointer.js';
 import type { ClaimedRow } from './queues.js';
 import { parseHeaders, SqliteQueues } from './queues.js';
 import type { SqliteDatabase, Synchronous } from './schema.js';
@@ -99,7 +100,7 @@ export class SqliteTransport implements Transport {
   private dataVersion = -1;
   private quietTicks = 0;
   private dataVersionStatement: Database.Statement<[], number> | undefined;
-  private commitsSinceCheckpoint = 0;
+  private checkpointer: { stop(): Promise<void> } | undefined;
   private lastDedupSweep = 0;
   private closed = false;
 
@@ -150,6 +151,8 @@ export class SqliteTransport implements Transport {
         for (const consumer of this.consumers) consumer.nextDueAt = Math.min(consumer.nextDueAt, at);
       },
     );
+    // After the file is known to be Courier's and migrated: the worker only ever checkpoints it.
+    if (this.path !== ':memory:') this.checkpointer = startCheckpointer(this.path);
   }
 
   now(): number {
@@ -276,6 +279,7 @@ export class SqliteTransport implements Transport {
       this.held.clear();
       this.database.close();
     }
+    await this.checkpointer?.stop();
     this.closed = true;
     for (const op of this.ops.splice(0))
       op.reject(new ClosedError('the sqlite transport closed before the write ran'));
@@ -372,7 +376,6 @@ export class SqliteTransport implements Transport {
       }
     }
     this.busyRetryMs = 1;
-    this.commitsSinceCheckpoint++;
     ops.forEach((op, i) => {
       const result = results[i]!;
       if (result.ok) op.resolve(result.value as never);
@@ -568,9 +571,7 @@ export class SqliteTransport implements Transport {
         // Stay quick for a while after the last change (a burst has gaps), then back off to idle.
         if (++this.quietTicks > 50)
           this.pollMs = Math.min(this.options.pollMaxMs, Math.max(1, this.pollMs * 2));
-        if (this.commitsSinceCheckpoint > 0 && this.pollMs >= this.options.pollMaxMs) this.checkpoint();
       }
-      if (this.commitsSinceCheckpoint >= 1_000) this.checkpoint();
       // Not unref'd: a process whose work is consuming must stay alive while it consumes.
       this.pollTimer = setTimeout(tick, this.pollMs);
     };
@@ -580,16 +581,6 @@ export class SqliteTransport implements Transport {
   private stopPolling(): void {
     if (this.pollTimer !== undefined) clearTimeout(this.pollTimer);
     this.pollTimer = undefined;
-  }
-
-  /** A passive checkpoint never waits for readers; run between bursts so a commit never pays for it. */
-  private checkpoint(): void {
-    try {
-      this.database!.pragma('wal_checkpoint(PASSIVE)');
-      this.commitsSinceCheckpoint = 0;
-    } catch {
-      // Busy: another process is checkpointing or writing; try at the next idle tick.
-    }
   }
 
   private assertOpen(): void {
