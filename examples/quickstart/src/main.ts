@@ -4,7 +4,7 @@
  * - billing's handler fails twice, then succeeds on attempt 3;
  * - a poison command lands in billing's dead-letter queue with its reason;
  * - shipping asks billing a question and gets the reply.
- * Run it with `npm start`.
+ * Run it with `npm run example`.
  */
 import { createBus, defineCommand, defineEvent, defineRequest, NonRetryableError } from '@courier/core';
 import { MemoryBroker, memory } from '@courier/memory';

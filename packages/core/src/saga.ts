@@ -53,7 +53,7 @@ export interface SagaTimeoutDefinition {
 
 /** Options of `defineSaga`. */
 export interface SagaOptions<TState> {
-  /** The saga's name: stored state is keyed by it, and its queue is `<endpoint>.<name>` unless given. */
+  /** The saga's name: stored state is keyed by it. Its messages come through the endpoint's queue unless `bus.saga` is given another. */
   name: string;
   /** State of a new instance, made from the message that starts it. */
   initial: (data: never) => TState;

@@ -4,40 +4,78 @@ import { Worker } from 'node:worker_threads';
 /**
  * Runs WAL checkpoints on a thread of their own, with its own connection: a checkpoint copies pages
  * into the database file and fsyncs it, which took 10+ ms on the event loop and showed up as the
- * latency tail. PASSIVE never blocks writers or readers; the main thread never checkpoints while
- * running. Plain JS evaluated in the worker, so it runs the same from source (tsx) and from a build.
+ * latency tail. PASSIVE never blocks writers or readers. The worker checks the WAL's size first and
+ * checkpoints only past `walBytes` (like SQLite's own autocheckpoint at 1,000 pages), so an fsync
+ * happens every few megabytes written, not every tick. Plain JS evaluated in the worker, so it runs
+ * the same from source (tsx) and from a build.
  */
 const workerSource = `
+const { statSync } = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.path);
 db.pragma('busy_timeout = 0');
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+const walSize = () => { try { return statSync(workerData.path + '-wal').size; } catch { return 0; } };
+let lastSize = 0;
 const timer = setInterval(() => {
-  try { checkpoint.all(); } catch { /* busy: try at the next tick */ }
+  const size = walSize();
+  // Past the threshold, or the WAL stopped growing (idle): copy what it holds.
+  if (size >= workerData.walBytes || (size > 0 && size === lastSize)) {
+    try { checkpoint.all(); } catch { /* busy: try at the next tick */ }
+  }
+  lastSize = size;
 }, workerData.intervalMs);
 parentPort.on('message', (message) => {
   if (message === 'stop') { clearInterval(timer); db.close(); process.exit(0); }
 });
 `;
 
-/** A background checkpointer for the database at `path`; `stop()` ends it. */
-export function startCheckpointer(path: string, intervalMs = 250): { stop(): Promise<void> } {
-  const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(workerSource, { eval: true, workerData: { path, driver, intervalMs } });
-  // A checkpointer must not keep a process alive on its own.
-  worker.unref();
-  worker.on('error', () => {
-    // Losing the checkpointer only lets the WAL grow until close; the broker keeps working.
-  });
+interface Running {
+  readonly worker: Worker;
+  users: number;
+}
+
+/** One checkpointer per database file per process, however many connections it has. */
+const running = new Map<string, Running>();
+
+/** Starts (or shares) the background checkpointer of the database at `path`; `stop()` releases it. */
+export function startCheckpointer(
+  path: string,
+  intervalMs = 250,
+  walBytes = 4 * 1024 * 1024,
+): { stop(): Promise<void> } {
+  let entry = running.get(path);
+  if (!entry) {
+    const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+    const worker = new Worker(workerSource, {
+      eval: true,
+      workerData: { path, driver, intervalMs, walBytes },
+    });
+    // A checkpointer must not keep a process alive on its own.
+    worker.unref();
+    worker.on('error', () => {
+      // Losing the checkpointer only lets the WAL grow until close; the broker keeps working.
+    });
+    entry = { worker, users: 0 };
+    running.set(path, entry);
+  }
+  entry.users++;
+  const shared = entry;
+  let stopped = false;
   return {
-    stop: () =>
-      new Promise<void>((resolve) => {
-        worker.once('exit', () => resolve());
+    stop: () => {
+      if (stopped) return Promise.resolve();
+      stopped = true;
+      if (--shared.users > 0) return Promise.resolve();
+      running.delete(path);
+      return new Promise<void>((resolve) => {
+        shared.worker.once('exit', () => resolve());
         // Held while it stops, or a process with nothing else to do would exit before it closed.
-        worker.ref();
-        worker.postMessage('stop');
-        setTimeout(() => void worker.terminate().then(() => resolve()), 1_000).unref();
-      }),
+        shared.worker.ref();
+        shared.worker.postMessage('stop');
+        setTimeout(() => void shared.worker.terminate().then(() => resolve()), 1_000).unref();
+      });
+    },
   };
 }

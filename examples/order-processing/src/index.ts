@@ -1,0 +1,25 @@
+/** The order-processing reference system: start its services together or each in its own process. */
+export * from './catalogue.js';
+export * from './contracts.js';
+export type { InventoryServiceOptions } from './inventory/service.js';
+export { startInventoryService } from './inventory/service.js';
+export { readStock } from './inventory/store.js';
+export type { NotificationServiceOptions } from './notification/service.js';
+export { emailPath, startNotificationService } from './notification/service.js';
+export type { OrderServiceOptions, RunningOrderService } from './order/service.js';
+export { startOrderService } from './order/service.js';
+export { readOrderCounts } from './order/store.js';
+export type { GatewayOptions, LedgerRow } from './payment/gateway.js';
+export { readLedger } from './payment/gateway.js';
+export type { PaymentServiceOptions } from './payment/service.js';
+export { startPaymentService } from './payment/service.js';
+export type { RunningService, ServiceOptions } from './runtime.js';
+export { resolvePaths } from './runtime.js';
+export type { OrderSagaOptions, OrderSagaState } from './saga/order-saga.js';
+export { defineOrderSaga } from './saga/order-saga.js';
+export type { OrderSagaServiceOptions } from './saga/service.js';
+export { startOrderSaga } from './saga/service.js';
+export type { SystemStatus } from './status.js';
+export { formatStatus, formatStatusToFit, readStatus } from './status.js';
+export type { RunningSystem, SystemOptions } from './system.js';
+export { startSystem } from './system.js';
