@@ -32,6 +32,7 @@ export interface Io {
   readonly env: NodeJS.ProcessEnv;
 }
 
+/** One `courier` subcommand: its name, one-line summary and what it runs. */
 export interface Command {
   readonly name: string;
   /** One line for `courier --help`; undefined hides the command. */
@@ -113,9 +114,11 @@ export function requireDatabase(dbPath: string): void {
     );
 }
 
+/** The help text of the shared `--db` option. */
 export const dbOptionHelp =
   '  --db <path>         the SQLite broker file (default: $COURIER_DB, else $DATA_DIR/courier.db, else ./data/courier.db)';
 
+/** Writes one line of output. */
 export function write(stream: Io['out'], text: string): void {
   stream.write(text.endsWith('\n') ? text : `${text}\n`);
 }

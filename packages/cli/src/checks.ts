@@ -15,8 +15,10 @@ import type { SqliteDatabase } from '@courier/sqlite';
 import type { LedgerRow } from '../../../examples/order-processing/src/index.js';
 import { emailPath, readLedger, readStock } from '../../../examples/order-processing/src/index.js';
 
+/** An order's status as the order service stores it. */
 export type OrderStatus = 'pending' | 'confirmed' | 'cancelled';
 
+/** One invariant of the system, held or not, with what was found. */
 export interface CheckResult {
   readonly name: string;
   readonly ok: boolean;
@@ -24,6 +26,7 @@ export interface CheckResult {
   readonly detail: string;
 }
 
+/** One sku's stock: at the start, now, and units sold. */
 export interface StockLine {
   readonly sku: string;
   readonly initial: number;
@@ -33,6 +36,7 @@ export interface StockLine {
   readonly leaked: number;
 }
 
+/** Everything the checks read from the tables and email files, and their verdicts. */
 export interface SystemReport {
   /** True when every check passed. */
   readonly ok: boolean;
@@ -53,6 +57,7 @@ export interface SystemReport {
   readonly emails: number;
 }
 
+/** Where the checks read the system from. */
 export interface CheckOptions {
   /** The email outbox (`<dataDir>/outbox`). */
   readonly outboxDir: string;

@@ -31,6 +31,7 @@ ${commands
 
 courier <command> --help shows a command's options. courier --version prints the version.`;
 
+/** Runs `courier` with `argv`; resolves the exit code (0 ok, 1 failed, 2 bad usage). */
 export async function main(argv: string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

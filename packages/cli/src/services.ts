@@ -14,8 +14,10 @@ import { UsageError } from './args.js';
 
 /** Service names in the order `courier run all` starts them: the consumers first, the API last. */
 export const serviceNames = ['inventory', 'payment', 'notification', 'saga', 'order'] as const;
+/** A service `courier run` and `courier serve` know. */
 export type ServiceName = (typeof serviceNames)[number];
 
+/** True when `name` is a service of the order system. */
 export function isServiceName(name: string): name is ServiceName {
   return (serviceNames as readonly string[]).includes(name);
 }
@@ -36,6 +38,7 @@ export function expandServices(names: readonly string[], usage: string): Service
   return serviceNames.filter((name) => chosen.has(name));
 }
 
+/** How one service is started: broker file, port, rates and deadlines. */
 export interface ServeSettings {
   readonly dbPath: string;
   readonly dataDir: string;
@@ -85,5 +88,6 @@ export async function startService(
   }
 }
 
+/** The help text listing the environment variables the services read. */
 export const environmentHelp = `Environment (as npm start): PORT (3000), HOST (127.0.0.1), ORDER_TIMEOUT_MS (saga deadline,
 10000), DECLINE_RATE (0.1), FAILURE_RATE (0.1), DATA_DIR (./data), COURIER_DB (<DATA_DIR>/courier.db).`;

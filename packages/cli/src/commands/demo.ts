@@ -57,6 +57,7 @@ interface Refusal {
   readonly detail: string;
 }
 
+/** `courier demo`: places orders over HTTP, waits for them to settle, checks the books. */
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'place orders at a rate, wait until they settle, check the invariants',

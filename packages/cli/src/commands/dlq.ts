@@ -26,6 +26,7 @@ ${dbOptionHelp}
 const actions = ['list', 'replay', 'purge'] as const;
 type Action = (typeof actions)[number];
 
+/** `courier dlq list|replay|purge <queue>`: a queue's dead letters. */
 export const dlqCommand: Command = {
   name: 'dlq',
   summary: 'list, replay or purge a queue’s dead letters',

@@ -16,6 +16,7 @@ ${dbOptionHelp}
   --json              one JSON array instead of the table
   -h, --help          this help`;
 
+/** `courier queues`: depth, in flight, scheduled and dead-lettered per queue. */
 export const queuesCommand: Command = {
   name: 'queues',
   summary: 'list queues with depth, in flight, scheduled and dead-lettered counts',

@@ -52,6 +52,7 @@ interface Child {
   signal: NodeJS.Signals | null;
 }
 
+/** `courier run <service...>`: each service in its own process on the shared broker file. */
 export const runCommand: Command = {
   name: 'run',
   summary: 'run services as separate processes sharing the broker file',

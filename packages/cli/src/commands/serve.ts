@@ -28,6 +28,7 @@ ${environmentHelp}`;
 /** What a child tells `courier run` over IPC. */
 export type ServeMessage = { type: 'ready'; service: ServiceName; url?: string };
 
+/** `courier serve <service>`: one service in this process (what `run` starts). */
 export const serveCommand: Command = {
   name: 'serve',
   summary: undefined, // what `courier run` starts; documented in its help
