@@ -34,6 +34,44 @@ export function deliveryCases(create: CreateFixture): void {
   );
 
   it(
+    'gives back the prefetch slot of every settle: after immediate retries the full prefetch is used again',
+    caseOptions,
+    run(create, async (h) => {
+      const Cmd = defineCommand(h.type('slots.do'), numbered);
+      const q = h.queue('slots');
+      const release = gate();
+      let inFlight = 0;
+      let peak = 0;
+      let firstDone = false;
+      await h.bus(
+        q,
+        (b) =>
+          b.handle(Cmd, async (d, ctx) => {
+            if (d.n === 0) {
+              if (ctx.attempt < 4) throw new Error(`transient failure ${ctx.attempt}`);
+              firstDone = true;
+              return;
+            }
+            inFlight++;
+            peak = Math.max(peak, inFlight);
+            await release.wait();
+            inFlight--;
+          }),
+        { concurrency: 4, prefetch: 4, retry: { maxAttempts: 5, immediate: 4, jitter: 0 } },
+      );
+      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
+      await producer.send(Cmd, { n: 0 });
+      await h.eventually(() => firstDone, 'the first message, after three immediate retries');
+      for (let n = 1; n <= 4; n++) await producer.send(Cmd, { n });
+      try {
+        await h.eventually(() => peak === 4, 'four handlers at once: every slot given back');
+      } finally {
+        release.open();
+      }
+    }),
+  );
+
+  it(
     'waits the backoff before a delayed retry, without blocking other messages',
     caseOptions,
     run(create, async (h) => {
