@@ -319,10 +319,10 @@ class MessageBus implements Bus {
     const reply = this.requester.expect(message.id, contract, timeoutMs);
     try {
       await this.transport.publish([item]);
+      if (this.options.observer) this.emit({ kind: 'published', message, to });
     } catch (error) {
       this.requester.cancel(message.id, error);
     }
-    this.emit({ kind: 'published', message, to });
     return reply as Promise<never>;
   }
 

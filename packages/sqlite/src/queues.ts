@@ -139,10 +139,6 @@ export class SqliteQueues {
         `SELECT id, key, parks_key AS parksKey FROM courier_dead_letters WHERE id = ? AND queue_id = ?`,
       ),
       deleteDeadLetter: p(`DELETE FROM courier_dead_letters WHERE id = ?`),
-      releaseLeases: p(
-        `UPDATE courier_messages SET state = ${READY}, attempt = attempt - 1, lease_token = NULL, lease_until = NULL
-         WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
-      ),
       deleteQueue: p(`DELETE FROM courier_queues WHERE id = ?`),
       deleteQueueMessages: p(`DELETE FROM courier_messages WHERE queue_id = ?`),
       deleteQueueBindings: p(`DELETE FROM courier_bindings WHERE queue_id = ?`),
@@ -391,10 +387,6 @@ export class SqliteQueues {
     const b = this.s.nextLeaseEnd.get(queueId) as number | null;
     const due = Math.min(a ?? Number.POSITIVE_INFINITY, b ?? Number.POSITIVE_INFINITY);
     return Number.isFinite(due) ? due : undefined;
-  }
-
-  release(seq: number, token: number): boolean {
-    return this.s.releaseLeases.run(seq, token).changes === 1;
   }
 
   /** Drops expired dedup and inbox rows, a thousand at a time so no commit waits long for it. */

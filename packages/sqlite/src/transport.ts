@@ -99,6 +99,7 @@ export class SqliteTransport implements Transport {
   private pollMs: number;
   private dataVersion = -1;
   private quietTicks = 0;
+  private busyStatements: { long: Database.Statement; normal: Database.Statement } | undefined;
   private dataVersionStatement: Database.Statement<[], number> | undefined;
   private checkpointer: { stop(): Promise<void> } | undefined;
   private lastDedupSweep = 0;
@@ -264,9 +265,10 @@ export class SqliteTransport implements Transport {
       // Writes already asked for are committed; a crash stand-in (abandon) leaves leases to expire.
       await this.flushNow();
       if (!options.abandon) {
+        const now = this.now();
         this.database
           .transaction(() => {
-            for (const [seq, { token }] of this.held) this.queues.release(seq, token);
+            for (const [seq, { token }] of this.held) this.queues.retry(seq, token, now, now, false);
             for (const queue of this.temporaryQueues) this.queues.deleteQueue(queue);
           })
           .immediate();
@@ -513,7 +515,11 @@ export class SqliteTransport implements Transport {
   transact<R>(seq: number, token: number, work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
     const db = this.db;
     // Synchronous, so it cannot step aside like the group commit: wait longer for another process's lock.
-    db.pragma(`busy_timeout = ${Math.max(this.options.busyTimeoutMs, 2_000)}`);
+    this.busyStatements ??= {
+      long: db.prepare(`PRAGMA busy_timeout = ${Math.max(this.options.busyTimeoutMs, 2_000)}`),
+      normal: db.prepare(`PRAGMA busy_timeout = ${this.options.busyTimeoutMs}`),
+    };
+    this.busyStatements.long.run();
     let result: R;
     try {
       result = db
@@ -531,7 +537,7 @@ export class SqliteTransport implements Transport {
         })
         .immediate();
     } finally {
-      db.pragma(`busy_timeout = ${this.options.busyTimeoutMs}`);
+      this.busyStatements.normal.run();
     }
     this.wakeConsumers();
     this.releaseSlot(seq, token);
