@@ -9,12 +9,15 @@ import type {
   Topology,
 } from '@courier/core';
 import { matchesHeaders, matchesPattern, NoRouteError } from '@courier/core';
+import type Database from 'better-sqlite3';
 import type { SqliteDatabase } from './schema.js';
 
 const READY = 0;
 const SCHEDULED = 1;
 const LEASED = 2;
 const WAITING = 3;
+/** The largest claim statement; bigger claims run it several times. */
+const MAX_CLAIM_CHUNK = 1024;
 
 /** A row leased by a claim, as the claim statement returns it. */
 export interface ClaimedRow {
@@ -43,6 +46,8 @@ interface Binding {
  */
 export class SqliteQueues {
   private readonly queueIds = new Map<string, number>();
+  /** Claim statements by their LIMIT, a power of two (see `claim`). */
+  private readonly claims = new Map<number, Database.Statement>();
   private bindings: Binding[] = [];
   private topologyVersion = -1;
   private readonly s;
@@ -91,14 +96,9 @@ export class SqliteQueues {
           (queue_id, state, priority, available_at, id, type, key, expires_at, dedup_id, headers, body, enqueued_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
-      claim: p(
-        `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
-         WHERE seq IN (SELECT seq FROM courier_messages WHERE queue_id = ? AND state = ${READY} ORDER BY priority DESC, seq LIMIT ?)
-         RETURNING seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body`,
-      ),
-      ack: p(
-        `DELETE FROM courier_messages WHERE seq = ? AND lease_token = ? AND state = ${LEASED} RETURNING queue_id AS queueId, key`,
-      ),
+      // No RETURNING: the caller knows the row's queue and key from its claim, and RETURNING makes
+      // SQLite run the delete in two passes (about twice the cost on the hot path).
+      ack: p(`DELETE FROM courier_messages WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`),
       retry: p(
         `UPDATE courier_messages SET state = ?, available_at = ?, attempt = attempt - ?, lease_token = NULL, lease_until = NULL
          WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
@@ -285,18 +285,46 @@ export class SqliteQueues {
     if (takesParkedKey) this.s.setKeyHolder.run(seq, queueId, key);
   }
 
-  /** Leases up to `limit` ready messages, highest priority first, then oldest. */
+  /**
+   * Leases up to `limit` ready messages, highest priority first, then oldest. The LIMIT is a literal:
+   * a bound LIMIT makes this SQLite build re-plan the statement at every call (measured: a claim of
+   * two rows took 47-60 us with `LIMIT ?`, 12 us with a literal). So `limit` is taken in power-of-two
+   * chunks, each a statement of its own, stopping at the first chunk that comes back short.
+   */
   claim(queueId: number, limit: number, token: number, leaseUntil: number): ClaimedRow[] {
-    const rows = this.s.claim.all(token, leaseUntil, queueId, limit) as ClaimedRow[];
+    let rows: ClaimedRow[] | undefined;
+    let left = limit;
+    while (left > 0) {
+      const chunk = Math.min(MAX_CLAIM_CHUNK, 2 ** Math.floor(Math.log2(left)));
+      const got = this.claimStatement(chunk).all(token, leaseUntil, queueId) as ClaimedRow[];
+      if (rows === undefined) rows = got;
+      else for (const row of got) rows.push(row);
+      if (got.length < chunk) break;
+      left -= chunk;
+    }
+    rows ??= [];
     // RETURNING gives no order guarantee.
-    rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+    if (rows.length > 1) rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
     return rows;
   }
 
-  ack(seq: number, token: number): boolean {
-    const row = this.s.ack.get(seq, token) as { queueId: number; key: string | null } | undefined;
-    if (!row) return false;
-    if (row.key !== null) this.releaseKey(row.queueId, row.key);
+  private claimStatement(limit: number): Database.Statement {
+    let statement = this.claims.get(limit);
+    if (!statement) {
+      statement = this.db.prepare(
+        `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
+         WHERE seq IN (SELECT seq FROM courier_messages WHERE queue_id = ? AND state = ${READY} ORDER BY priority DESC, seq LIMIT ${limit})
+         RETURNING seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body`,
+      );
+      this.claims.set(limit, statement);
+    }
+    return statement;
+  }
+
+  /** Deletes a delivered row under its lease; `queueId` and `key` are the row's, from its claim. */
+  ack(seq: number, token: number, queueId: number, key: string | null): boolean {
+    if (this.s.ack.run(seq, token).changes === 0) return false;
+    if (key !== null) this.releaseKey(queueId, key);
     return true;
   }
 

@@ -458,12 +458,24 @@ export class SqliteTransport implements Transport {
   }
 
   /** The settles of `SqliteDelivery`, each one write in the next group commit. */
-  ackDelivery(seq: number, token: number, outgoing: readonly PublishItem[]): Promise<boolean> {
+  ackDelivery(
+    seq: number,
+    token: number,
+    key: string | null,
+    outgoing: readonly PublishItem[],
+  ): Promise<boolean> {
     return this.settle(seq, token, (now) => {
       for (const item of outgoing) this.queues.publish(item, now);
       if (outgoing.length > 0) this.wakeConsumers();
-      return this.queues.ack(seq, token);
+      return this.queues.ack(seq, token, this.queueIdOf(seq, token), key);
     });
+  }
+
+  /** The queue a held delivery came from (its lease is what `held` remembers). */
+  private queueIdOf(seq: number, token: number): number {
+    const held = this.held.get(seq);
+    // A delivery no longer held (closed, or settled twice) fails its fence in the DELETE anyway.
+    return held?.token === token ? held.consumer.queueId : -1;
   }
 
   retryDelivery(
@@ -512,7 +524,13 @@ export class SqliteTransport implements Transport {
    * Exactly-once effects (DESIGN.md §2): `work` writes the application's tables, then the handler's
    * output is stored and the delivery acked, all in one transaction. A lost lease rolls it all back.
    */
-  transact<R>(seq: number, token: number, work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
+  transact<R>(
+    seq: number,
+    token: number,
+    key: string | null,
+    work: (db: unknown) => R,
+    outgoing: readonly PublishItem[],
+  ): R {
     const db = this.db;
     // Synchronous, so it cannot step aside like the group commit: wait longer for another process's lock.
     this.busyStatements ??= {
@@ -528,7 +546,7 @@ export class SqliteTransport implements Transport {
           const now = this.now();
           this.queues.refreshBindings();
           for (const item of outgoing) this.queues.publish(item, now);
-          if (!this.queues.ack(seq, token)) {
+          if (!this.queues.ack(seq, token, this.queueIdOf(seq, token), key)) {
             throw new TransportError(
               `the lease of message ${seq} expired before its transaction committed: rolled back`,
             );
@@ -604,6 +622,7 @@ class SqliteDelivery implements Delivery {
   readonly envelope: Delivery['envelope'];
   readonly attempt: number;
   private readonly seq: number;
+  private readonly key: string | null;
 
   constructor(
     private readonly transport: SqliteTransport,
@@ -612,6 +631,7 @@ class SqliteDelivery implements Delivery {
     private readonly token: number,
   ) {
     this.seq = row.seq;
+    this.key = row.key;
     this.attempt = row.attempt;
     this.envelope = {
       id: row.id,
@@ -626,7 +646,7 @@ class SqliteDelivery implements Delivery {
   }
 
   ack(outgoing: readonly PublishItem[] = []): Promise<boolean> {
-    return this.transport.ackDelivery(this.seq, this.token, outgoing);
+    return this.transport.ackDelivery(this.seq, this.token, this.key, outgoing);
   }
 
   retry(delayMs: number): Promise<boolean> {
@@ -650,7 +670,7 @@ class SqliteDelivery implements Delivery {
   }
 
   transact<R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
-    return this.transport.transact(this.seq, this.token, work, outgoing);
+    return this.transport.transact(this.seq, this.token, this.key, work, outgoing);
   }
 }
 
