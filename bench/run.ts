@@ -1,16 +1,19 @@
 /**
- * `npm run bench [-- --quick] [-- --json] [-- --only name1,name2]`
+ * `npm run bench [-- --quick] [-- --json] [-- --only name1,name2] [-- --source]`
  *
  * Runs every benchmark of bench/cases in a child process of its own (so RSS and GC are per
  * benchmark), one after the other in one run, prints a table and the ratios issue 3 asks for, and
  * writes the results with the machine's description to bench/results/<date>-<quick|full>.md/.jsonl
  * (`<date>-<mode>-only.*` for a run narrowed with --only).
+ * Courier runs from a bundle of compiled JavaScript on plain Node, as a service does in production
+ * (bench/lib/build.ts); `--source` runs the TypeScript under tsx instead.
  * The machine is shared and noisy: read the ratios of one run, not absolute figures across runs.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
+import { BUILD_ENV, buildBenchmarks } from './lib/build.js';
 import { BENCH_DIR, spawnTs } from './lib/child.js';
 import { type BenchResult, failedResult, RESULT_PREFIX } from './lib/harness.js';
 
@@ -96,14 +99,17 @@ interface Args {
   quick: boolean;
   json: boolean;
   only: string[] | undefined;
+  /** Run the TypeScript under tsx instead of the bundle. */
+  source: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { quick: false, json: false, only: undefined };
+  const args: Args = { quick: false, json: false, only: undefined, source: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--quick') args.quick = true;
     else if (arg === '--json') args.json = true;
+    else if (arg === '--source') args.source = true;
     else if (arg === '--only' || arg.startsWith('--only=')) {
       const value = arg === '--only' ? argv[++i] : arg.slice('--only='.length);
       if (!value) throw new Error('--only needs a comma-separated list of benchmark names');
@@ -113,11 +119,11 @@ function parseArgs(argv: readonly string[]): Args {
         .filter(Boolean);
     } else if (arg === '--help' || arg === '-h') {
       process.stdout.write(
-        'usage: npm run bench -- [--quick] [--json] [--only name1,name2]\nbenchmarks:\n' +
+        'usage: npm run bench -- [--quick] [--json] [--only name1,name2] [--source]\nbenchmarks:\n' +
           CASES.flatMap((c) => c.names.map((name) => `  ${name}\n`)).join(''),
       );
       process.exit(0);
-    } else throw new Error(`unknown argument '${arg}': use --quick, --json or --only name1,name2`);
+    } else throw new Error(`unknown argument '${arg}': use --quick, --json, --source or --only name1,name2`);
   }
   return args;
 }
@@ -271,6 +277,13 @@ async function main(): Promise<void> {
   const loadBefore = os.loadavg();
 
   say(`courier bench (${mode}): ${cases.flatMap((c) => c.names).join(', ')}`);
+  if (args.source) {
+    delete process.env[BUILD_ENV];
+    say('from source: TypeScript under tsx (--source)');
+  } else {
+    process.env[BUILD_ENV] = await buildBenchmarks(BENCH_DIR);
+    say(`from a build: bundles in ${process.env[BUILD_ENV]}, plain node`);
+  }
   if (args.quick) {
     say('quick mode: smaller counts, figures are indicative only:');
     for (const c of cases) say(`  ${c.names.join(' / ')}: ${c.quickNote}`);
@@ -312,6 +325,10 @@ async function main(): Promise<void> {
     '',
     `Command: \`${command}\` (total ${totalSeconds.toFixed(1)} s: ${timings.join(', ')})`,
     '',
+    args.source
+      ? 'Ran from source: each benchmark is TypeScript under tsx (`--source`).'
+      : 'Ran from a build: each benchmark is an esbuild bundle (Courier inside, npm dependencies from node_modules) on plain node, as a service runs in production.',
+    '',
     '## Machine',
     '',
     ...machine(),
@@ -329,7 +346,7 @@ async function main(): Promise<void> {
     '',
     table(results),
     '',
-    "peak RSS: `process.memoryUsage().rss` sampled every 20 ms in the measured process; maxRSS: `process.resourceUsage().maxRSS` of that process at the end (the cross-check); start RSS: the RSS when measuring began (Node, tsx's loader thread and the imports), the floor under the peak.",
+    "peak RSS: `process.memoryUsage().rss` sampled every 20 ms in the measured process; maxRSS: `process.resourceUsage().maxRSS` of that process at the end (the cross-check); start RSS: the RSS when measuring began (Node and the imports, plus tsx's loader thread with `--source`), the floor under the peak.",
     '',
     '## Ratios and targets',
     '',

@@ -1,12 +1,14 @@
 /**
- * Spawning TypeScript children the way the runner does: `process.execPath --import tsx <file>`, with
- * stdout read line by line (the result/report channel) and stderr passed through.
+ * Spawning benchmark children the way the runner does: the bundle of `file` on plain Node when the
+ * runner built one (bench/lib/build.ts), else `process.execPath --import tsx <file>`; stdout is read
+ * line by line (the result/report channel) and stderr passed through.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ProducerJob } from '../workers/courier-producer.js';
+import { runnable } from './build.js';
 
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -16,12 +18,14 @@ export interface TsChild {
   readonly exited: Promise<number | string>;
 }
 
-/** Runs `file` (relative to bench/) in a new Node process with tsx, calling `onLine` for each stdout line. */
+/** Runs `file` (relative to bench/) in a new Node process, calling `onLine` for each stdout line. */
 export function spawnTs(
   file: string,
   options: { args?: readonly string[]; env?: NodeJS.ProcessEnv; onLine: (line: string) => void },
 ): TsChild {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, file), ...(options.args ?? [])], {
+  const { path, viaTsx } = runnable(BENCH_DIR, file);
+  const loader = viaTsx ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...loader, path, ...(options.args ?? [])], {
     cwd: join(BENCH_DIR, '..'),
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'inherit'],

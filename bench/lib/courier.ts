@@ -1,12 +1,10 @@
 /**
- * Courier side of the benchmarks: the contract, the topology, loading the SQLite transport (which may
- * not exist yet: then the Courier benchmarks report "skipped"), a bounded publish window and the
- * drain wait.
+ * Courier side of the benchmarks: the contract, the topology, the transport under test, a bounded
+ * publish window and the drain wait.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Bus, defineEvent, defineTopology, type Transport } from '@courier/core';
+import { memory } from '@courier/memory';
+import { sqlite } from '@courier/sqlite';
 import { makePayload, payloadSchema, wallClockMs } from '../payload.js';
 import { delay } from './harness.js';
 
@@ -32,40 +30,14 @@ export const CONSUMER_CONCURRENCY = 50;
 /** Publishes in flight at once: each is one `publish` call; the transport may group-commit them. */
 export const PUBLISH_WINDOW = 1_000;
 
-type SqliteFactory = (options: { path: string }) => Transport;
-
-const here = dirname(fileURLToPath(import.meta.url));
-const sqliteEntry = join(here, '..', '..', 'packages', 'sqlite', 'src', 'index.ts');
-
-/** Why the SQLite transport cannot be benchmarked (a "skipped: ..." note), or undefined when it can. */
-export function transportUnavailable(): string | undefined {
-  if (usingMemoryTransport()) return undefined;
-  return existsSync(sqliteEntry) ? undefined : 'skipped: @courier/sqlite not available';
-}
-
 /**
- * The transport under test for a database file, or why there is none. `COURIER_BENCH_TRANSPORT=memory`
- * swaps in the memory transport to check the harness itself (in-process benchmarks only; figures
- * from it mean nothing for SQLite).
+ * The transport under test for a database file. `COURIER_BENCH_TRANSPORT=memory` swaps in the memory
+ * transport to check the harness itself (in-process benchmarks only; figures from it mean nothing for
+ * SQLite). Static imports, so the bundle the runner builds (bench/lib/build.ts) holds the transport.
  */
 export async function openTransport(path: string): Promise<{ transport: Transport } | { skipped: string }> {
-  if (process.env.COURIER_BENCH_TRANSPORT === 'memory') {
-    const { memory } = await import('@courier/memory');
-    return { transport: memory() };
-  }
-  const unavailable = transportUnavailable();
-  if (unavailable !== undefined) return { skipped: unavailable };
-  // A computed specifier keeps the typecheck independent of whether the package exists yet.
-  const specifier = '@courier/sqlite';
-  let module: { sqlite?: SqliteFactory };
-  try {
-    module = (await import(specifier)) as { sqlite?: SqliteFactory };
-  } catch (error) {
-    return { skipped: `skipped: @courier/sqlite not available (${String(error).split('\n')[0]})` };
-  }
-  if (typeof module.sqlite !== 'function')
-    return { skipped: 'skipped: @courier/sqlite has no sqlite() export' };
-  return { transport: module.sqlite({ path }) };
+  if (usingMemoryTransport()) return { transport: memory() };
+  return { transport: sqlite({ path }) };
 }
 
 /** True when the benchmarks use the memory transport (harness checks only). */
