@@ -22,7 +22,7 @@ import { ClosedError, ConfigurationError, NoRouteError, UnsupportedError } from 
 import type { Message } from './message.js';
 import { compose } from './middleware.js';
 import { assertPattern, assertQueueName } from './names.js';
-import { Producer } from './producer.js';
+import { type Prepared, Producer } from './producer.js';
 import { Requester } from './request-reply.js';
 import type { RetryPolicy } from './retry.js';
 import { resolveRetryPolicy } from './retry.js';
@@ -285,24 +285,26 @@ class MessageBus implements Bus {
     return queue;
   }
 
-  async publish(
-    contract: EventContract,
-    data: unknown,
-    options: PublishOptions = {},
-  ): Promise<Message<never>> {
-    if (contract?.kind !== 'event')
-      throw new ConfigurationError('bus.publish takes an event contract; use bus.send for commands');
-    return this.produce(contract, data, options, { kind: 'topic' }) as Promise<Message<never>>;
+  publish(contract: EventContract, data: unknown, options: PublishOptions = {}): Promise<Message<never>> {
+    try {
+      if (contract?.kind !== 'event')
+        throw new ConfigurationError('bus.publish takes an event contract; use bus.send for commands');
+      return this.produce(contract, data, options, { kind: 'topic' }) as Promise<Message<never>>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
-  async send(
-    contract: CommandContract,
-    data: unknown,
-    options: PublishOptions = {},
-  ): Promise<Message<never>> {
-    if (contract?.kind !== 'command')
-      throw new ConfigurationError('bus.send takes a command contract; use bus.request for requests');
-    return this.produce(contract, data, options, this.routeCommand(contract.type)) as Promise<Message<never>>;
+  send(contract: CommandContract, data: unknown, options: PublishOptions = {}): Promise<Message<never>> {
+    try {
+      if (contract?.kind !== 'command')
+        throw new ConfigurationError('bus.send takes a command contract; use bus.request for requests');
+      return this.produce(contract, data, options, this.routeCommand(contract.type)) as Promise<
+        Message<never>
+      >;
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async request(contract: RequestContract, data: unknown, options: RequestOptions = {}): Promise<never> {
@@ -326,17 +328,26 @@ class MessageBus implements Bus {
     return reply as Promise<never>;
   }
 
-  private async produce(
+  /** Not async: one publish is one promise from the transport, no extra turns (the hot path). Throws for bad input. */
+  private produce(
     contract: Contract,
     data: unknown,
     options: PublishOptions,
     to: Destination,
   ): Promise<Message> {
     this.assertOpen();
-    const { message, item } = await this.producer.prepare(contract, data, { options, to });
-    await this.transport.publish([item]);
-    if (this.options.observer) this.emit({ kind: 'published', message, to });
-    return message;
+    const prepared = this.producer.prepareNow(contract, data, { options, to });
+    if (prepared instanceof Promise) return prepared.then((ready) => this.store(ready, to));
+    return this.store(prepared, to);
+  }
+
+  private store({ message, item }: Prepared, to: Destination): Promise<Message> {
+    const stored = this.transport.publish([item]);
+    if (!this.options.observer) return stored.then(() => message);
+    return stored.then(() => {
+      this.emit({ kind: 'published', message, to });
+      return message;
+    });
   }
 
   private routeCommand = (type: string): Destination => {

@@ -13,7 +13,7 @@ import type { RetryPolicy } from './retry.js';
 import { nextRetryDelay } from './retry.js';
 import type { InboxStore } from './stores.js';
 import type { ConsumerHandle, DeadLetterInfo, DeadLetterStore, Delivery, Transport } from './transport.js';
-import { decodeEnvelope, envelopeSizeBytes } from './wire.js';
+import { decodeEnvelope, envelopeOver, envelopeSizeBytes } from './wire.js';
 
 /** One registered handler, as the consumer runs it. */
 export interface Subscription {
@@ -149,10 +149,12 @@ export class QueueConsumer {
   private dispatch(): void {
     const concurrency = this.concurrency;
     while (this.buffer.length > 0 && this.running.size < concurrency && !this.stopping) {
-      const [work] = this.buffer.splice(this.nextIndex(), 1);
-      this.running.add(work!);
-      void this.process(work!).finally(() => {
-        this.running.delete(work!);
+      const index = this.nextIndex();
+      // shift() is constant time in V8; splice(0, 1) moves the whole buffer.
+      const work = index === 0 ? this.buffer.shift()! : this.buffer.splice(index, 1)[0]!;
+      this.running.add(work);
+      void this.process(work).finally(() => {
+        this.running.delete(work);
         if (this.running.size === 0) for (const wake of this.idle) wake();
         this.scheduleDispatch();
       });
@@ -237,8 +239,8 @@ export class QueueConsumer {
   ): Promise<number | undefined> {
     const { delivery } = work;
     const { envelope } = delivery;
-    const size = envelopeSizeBytes(envelope);
-    if (size > this.deps.maxMessageBytes) {
+    if (envelopeOver(envelope, this.deps.maxMessageBytes)) {
+      const size = envelopeSizeBytes(envelope);
       await this.deadLetter(work, envelope.type, envelope.id, attempt, {
         reason: 'too-large',
         errorName: 'MessageTooLargeError',

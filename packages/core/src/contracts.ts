@@ -141,9 +141,25 @@ export async function validate<TSchema extends StandardSchemaV1>(
   value: unknown,
   what: string,
 ): Promise<StandardSchemaV1.InferOutput<TSchema>> {
-  let result = schema['~standard'].validate(value);
-  if (result instanceof Promise) result = await result;
-  if (!result.issues) return result.value as StandardSchemaV1.InferOutput<TSchema>;
+  return validateNow(schema, value, what);
+}
+
+/**
+ * `validate` without a promise when the schema answers synchronously (zod, valibot and most do):
+ * the publish and consume paths run once per message, and each avoided promise counts there.
+ */
+export function validateNow<TSchema extends StandardSchemaV1>(
+  schema: TSchema,
+  value: unknown,
+  what: string,
+): StandardSchemaV1.InferOutput<TSchema> | Promise<StandardSchemaV1.InferOutput<TSchema>> {
+  const result = schema['~standard'].validate(value);
+  if (result instanceof Promise) return result.then((settled) => outcome(settled, what));
+  return outcome(result, what);
+}
+
+function outcome<T>(result: StandardSchemaV1.Result<T>, what: string): T {
+  if (!result.issues) return result.value;
   const issues = result.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message }));
   const detail = issues.map((i) => `${i.path || '(root)'}: ${i.message}`).join('; ');
   throw new ValidationError(`${what} is invalid: ${detail}`, issues);

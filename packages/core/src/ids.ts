@@ -2,23 +2,32 @@ import { createHash, randomFillSync } from 'node:crypto';
 
 let lastMs = 0;
 let sequence = 0;
-// One call to the OS for many ids: randomBytes per id was a visible share of the publish path.
-const pool = Buffer.allocUnsafe(16 * 256);
-let poolOffset = pool.length;
+let msHex = '';
+// Random hex for many ids from one call to the OS: per-id randomBytes and hex formatting of a
+// Buffer were a visible share of the publish path.
+const POOL_IDS = 256;
+const RANDOM_HEX_PER_ID = 16;
+const pool = Buffer.allocUnsafe((POOL_IDS * RANDOM_HEX_PER_ID) / 2);
+let poolHex = '';
+let poolOffset = 0;
 
-function random16(): Buffer {
-  if (poolOffset >= pool.length) {
+function randomHex(): string {
+  if (poolOffset >= poolHex.length) {
     randomFillSync(pool);
+    poolHex = pool.toString('hex');
     poolOffset = 0;
   }
-  const bytes = Buffer.from(pool.subarray(poolOffset, poolOffset + 16));
-  poolOffset += 16;
-  return bytes;
+  const hex = poolHex.slice(poolOffset, poolOffset + RANDOM_HEX_PER_ID);
+  poolOffset += RANDOM_HEX_PER_ID;
+  return hex;
 }
+
+const VARIANT = '89ab';
 
 /**
  * A UUIDv7: time-ordered, so brokers that index by id append instead of scattering. Within one
  * millisecond a 12-bit counter keeps ids from one process strictly increasing.
+ * Layout: 48-bit ms, version 7, 12-bit counter, variant 10, 62 random bits.
  */
 export function newMessageId(nowMs: number = Date.now()): string {
   if (nowMs <= lastMs) {
@@ -26,23 +35,18 @@ export function newMessageId(nowMs: number = Date.now()): string {
     if (sequence > 0xfff) {
       lastMs++;
       sequence = 0;
+      msHex = '';
     }
   } else {
     lastMs = nowMs;
     sequence = 0;
+    msHex = '';
   }
-  const bytes = random16();
-  const ms = lastMs;
-  bytes[0] = Math.floor(ms / 2 ** 40) & 0xff;
-  bytes[1] = Math.floor(ms / 2 ** 32) & 0xff;
-  bytes[2] = (ms >>> 24) & 0xff;
-  bytes[3] = (ms >>> 16) & 0xff;
-  bytes[4] = (ms >>> 8) & 0xff;
-  bytes[5] = ms & 0xff;
-  bytes[6] = 0x70 | ((sequence >>> 8) & 0x0f);
-  bytes[7] = sequence & 0xff;
-  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
-  return formatUuid(bytes);
+  if (msHex === '') msHex = lastMs.toString(16).padStart(12, '0');
+  const random = randomHex();
+  const variant = VARIANT[Number.parseInt(random[0]!, 16) & 3]!;
+  const seq = sequence.toString(16).padStart(3, '0');
+  return `${msHex.slice(0, 8)}-${msHex.slice(8)}-7${seq}-${variant}${random.slice(1, 4)}-${random.slice(4)}`;
 }
 
 /**
