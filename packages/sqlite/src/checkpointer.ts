@@ -15,6 +15,8 @@ const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.path);
 db.pragma('busy_timeout = 0');
+// A checkpoint copies WAL frames to the file without the page cache: keep this connection's small.
+db.pragma('cache_size = -256');
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
 const walSize = () => { try { return statSync(workerData.path + '-wal').size; } catch { return 0; } };
 let lastSize = 0;

@@ -47,8 +47,9 @@ interface Binding {
 export class SqliteQueues {
   private readonly queueIds = new Map<string, number>();
   /** Claim statements by their LIMIT, a power of two (see `claim`). */
-  private readonly claims = new Map<number, Database.Statement>();
+  private readonly claims = new Map<number, { select: Database.Statement; lease: Database.Statement }>();
   private bindings: Binding[] = [];
+  private readonly routes = new Map<string, Binding[]>();
   private topologyVersion = -1;
   private readonly s;
 
@@ -203,6 +204,7 @@ export class SqliteQueues {
     const version = Number(this.s.topologyVersion.get() ?? 0);
     if (version === this.topologyVersion) return;
     this.topologyVersion = version;
+    this.routes.clear();
     this.bindings = (this.s.allBindings.all() as { queueId: number; pattern: string; headers: string }[]).map(
       (b) => ({
         queueId: b.queueId,
@@ -210,6 +212,18 @@ export class SqliteQueues {
         headers: b.headers === '' ? undefined : (JSON.parse(b.headers) as Record<string, string>),
       }),
     );
+  }
+
+  /** The bindings whose pattern matches `type`, remembered per type until the bindings change. */
+  private bindingsFor(type: string): Binding[] {
+    let matching = this.routes.get(type);
+    if (matching === undefined) {
+      matching = this.bindings.filter((b) => matchesPattern(b.pattern, type));
+      // Bounded: a flood of distinct types must not grow this without end.
+      if (this.routes.size >= 1_000) this.routes.clear();
+      this.routes.set(type, matching);
+    }
+    return matching;
   }
 
   /** Routes and stores `item`; resolves how many queue copies were stored. Throws NoRouteError for a missing queue. */
@@ -225,18 +239,14 @@ export class SqliteQueues {
       queueIds = [id];
     } else {
       queueIds = [];
-      for (const b of this.bindings) {
-        if (
-          matchesPattern(b.pattern, envelope.type) &&
-          matchesHeaders(b.headers, envelope.headers) &&
-          !queueIds.includes(b.queueId)
-        ) {
+      for (const b of this.bindingsFor(envelope.type)) {
+        if (matchesHeaders(b.headers, envelope.headers) && !queueIds.includes(b.queueId)) {
           queueIds.push(b.queueId);
         }
       }
     }
     if (queueIds.length === 0) return 0;
-    const headers = JSON.stringify(envelope.headers);
+    const headers = storedHeaders(envelope);
     let stored = 0;
     for (const queueId of queueIds) {
       if (envelope.dedupId !== undefined && !item.bypassDedup) {
@@ -286,39 +296,47 @@ export class SqliteQueues {
   }
 
   /**
-   * Leases up to `limit` ready messages, highest priority first, then oldest. The LIMIT is a literal:
-   * a bound LIMIT makes this SQLite build re-plan the statement at every call (measured: a claim of
-   * two rows took 47-60 us with `LIMIT ?`, 12 us with a literal). So `limit` is taken in power-of-two
-   * chunks, each a statement of its own, stopping at the first chunk that comes back short.
+   * Leases up to `limit` ready messages, highest priority first, then oldest: a SELECT of the rows,
+   * then an UPDATE of the same rows (same condition and order, same transaction), which measured a
+   * third cheaper than one UPDATE ... RETURNING. The LIMIT is a literal: a bound LIMIT makes this
+   * SQLite build re-plan the statement at every call (a claim of two rows took 47-60 us with
+   * `LIMIT ?`, 12 us with a literal). So `limit` is taken in power-of-two chunks, each a statement
+   * pair of its own, stopping at the first chunk that comes back short.
    */
   claim(queueId: number, limit: number, token: number, leaseUntil: number): ClaimedRow[] {
     let rows: ClaimedRow[] | undefined;
     let left = limit;
     while (left > 0) {
       const chunk = Math.min(MAX_CLAIM_CHUNK, 2 ** Math.floor(Math.log2(left)));
-      const got = this.claimStatement(chunk).all(token, leaseUntil, queueId) as ClaimedRow[];
+      const statements = this.claimStatements(chunk);
+      const got = statements.select.all(queueId) as ClaimedRow[];
+      if (got.length === 0) break;
+      statements.lease.run(token, leaseUntil, queueId);
+      for (const row of got) row.attempt++;
       if (rows === undefined) rows = got;
       else for (const row of got) rows.push(row);
       if (got.length < chunk) break;
       left -= chunk;
     }
-    rows ??= [];
-    // RETURNING gives no order guarantee.
-    if (rows.length > 1) rows.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
-    return rows;
+    return rows ?? [];
   }
 
-  private claimStatement(limit: number): Database.Statement {
-    let statement = this.claims.get(limit);
-    if (!statement) {
-      statement = this.db.prepare(
-        `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
-         WHERE seq IN (SELECT seq FROM courier_messages WHERE queue_id = ? AND state = ${READY} ORDER BY priority DESC, seq LIMIT ${limit})
-         RETURNING seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body`,
-      );
-      this.claims.set(limit, statement);
+  private claimStatements(limit: number): { select: Database.Statement; lease: Database.Statement } {
+    let statements = this.claims.get(limit);
+    if (!statements) {
+      const ready = `FROM courier_messages WHERE queue_id = ? AND state = ${READY} ORDER BY priority DESC, seq LIMIT ${limit}`;
+      statements = {
+        select: this.db.prepare(
+          `SELECT seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body ${ready}`,
+        ),
+        lease: this.db.prepare(
+          `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
+           WHERE seq IN (SELECT seq ${ready})`,
+        ),
+      };
+      this.claims.set(limit, statements);
     }
-    return statement;
+    return statements;
   }
 
   /** Deletes a delivered row under its lease; `queueId` and `key` are the row's, from its claim. */
@@ -532,7 +550,7 @@ function toDeadLetter(row: DeadLetterRow, queue: string): DeadLetter {
     envelope: {
       id: row.message_id,
       type: row.type,
-      headers: parseHeaders(row.headers),
+      headers: parseHeaders(row.headers, row.message_id, row.type),
       body: new Uint8Array(row.body),
       key: row.key ?? undefined,
       priority: row.priority || undefined,
@@ -557,20 +575,73 @@ function sortKeys(headers: Readonly<Record<string, string>>): Record<string, str
   return Object.fromEntries(Object.entries(headers).sort(([a], [b]) => a.localeCompare(b)));
 }
 
+// Rows hold the envelope's headers as JSON, minus what the row already says: the CloudEvents
+// attributes every Courier binary-mode envelope carries are left out and put back on read. That is a
+// third of a row's bytes (fewer pages written per commit) and of the JSON work per message.
+// A compact value starts with a flag character; plain JSON (rows written by hand or by another tool)
+// starts with '{' and is read as it is.
+const COMPACT = 'c';
+/** Compact, and `ce-correlationid` equals the id too. */
+const COMPACT_SELF_CORRELATED = 'C';
+const SPEC_VERSION = '1.0';
+const JSON_TYPE = 'application/json';
+
+/** The `headers` column for `envelope`: compact when it has the attributes the row can restore. */
+function storedHeaders(envelope: Envelope): string {
+  const h = envelope.headers;
+  if (
+    h['ce-id'] !== envelope.id ||
+    h['ce-type'] !== envelope.type ||
+    h['ce-specversion'] !== SPEC_VERSION ||
+    h['content-type'] !== JSON_TYPE
+  ) {
+    return JSON.stringify(h);
+  }
+  const selfCorrelated = h['ce-correlationid'] === envelope.id;
+  const rest: Record<string, string> = {};
+  for (const name in h) {
+    if (
+      name === 'ce-id' ||
+      name === 'ce-type' ||
+      name === 'ce-specversion' ||
+      name === 'content-type' ||
+      (selfCorrelated && name === 'ce-correlationid')
+    )
+      continue;
+    rest[name] = h[name]!;
+  }
+  return (selfCorrelated ? COMPACT_SELF_CORRELATED : COMPACT) + JSON.stringify(rest);
+}
+
 /**
- * Headers as stored. A row written by something else with headers that are not a JSON object of
- * strings yields no headers at all, so the consumer's decode fails and dead-letters it (`decode`)
- * instead of the transport throwing on every claim.
+ * Headers as stored, for the row's `id` and `type`. A row written by something else with headers
+ * that are not a JSON object of strings yields no headers at all, so the consumer's decode fails and
+ * dead-letters it (`decode`) instead of the transport throwing on every claim.
  */
-export function parseHeaders(text: string): Record<string, string> {
+export function parseHeaders(text: string, id: string, type: string): Record<string, string> {
+  const flag = text.charCodeAt(0);
+  const compact = flag === 0x63 /* c */ || flag === 0x43; /* C */
+  const parsed = parseStringObject(compact ? text.slice(1) : text);
+  if (!compact || parsed === undefined) return parsed ?? {};
+  const headers: Record<string, string> = {
+    'ce-specversion': SPEC_VERSION,
+    'ce-id': id,
+    'ce-type': type,
+    'content-type': JSON_TYPE,
+  };
+  if (flag === 0x43) headers['ce-correlationid'] = id;
+  for (const name in parsed) headers[name] = parsed[name]!;
+  return headers;
+}
+
+function parseStringObject(text: string): Record<string, string> | undefined {
   try {
     const value: unknown = JSON.parse(text);
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      const entries = Object.entries(value);
-      if (entries.every(([, v]) => typeof v === 'string')) return value as Record<string, string>;
-    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+    const record = value as Record<string, unknown>;
+    for (const name in record) if (typeof record[name] !== 'string') return undefined;
+    return record as Record<string, string>;
   } catch {
-    // Falls through: no headers.
+    return undefined;
   }
-  return {};
 }

@@ -124,6 +124,9 @@ const migrations: readonly string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // 3: message and dead-letter rows may hold their headers compactly (queues.ts, storedHeaders),
+  // which code of version 2 would misread; the version alone keeps that code away from the file.
+  `SELECT 1;`,
 ];
 
 /** The Courier schema version this code writes and reads (the number of migrations). */

@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { decodeEnvelope } from '@courier/core';
 import type { SqliteDatabase } from '@courier/sqlite';
+import { parseHeaders } from '../../src/queues.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 /** The repository root: `--import tsx` resolves from there. */
@@ -205,7 +206,7 @@ export function snapshot(db: SqliteDatabase): {
       const message = decodeEnvelope({
         id: row.id,
         type: row.type,
-        headers: JSON.parse(row.headers) as Record<string, string>,
+        headers: parseHeaders(row.headers, row.id, row.type),
         body: row.body,
       });
       const seq = (message.data as { seq: number }).seq;
