@@ -164,7 +164,8 @@ function sagaContext(
 }
 
 function serialize(item: PublishItem): SerializedItem {
-  const { body, ...envelope } = item.envelope;
+  // bodyText is left out: it repeats the body, which is stored once.
+  const { body, bodyText: _repeatsBody, ...envelope } = item.envelope;
   return {
     envelope: { ...envelope, body: Buffer.from(body).toString('base64') },
     to: item.to,

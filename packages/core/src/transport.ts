@@ -42,6 +42,12 @@ export interface Envelope {
   readonly type: string;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Uint8Array;
+  /**
+   * `body` as UTF-8 text, when whoever built the envelope had it (Courier's own JSON bodies); it then
+   * equals `body` decoded. A transport that stores text may store and return this instead of bytes,
+   * which spares an encode and a decode per message; every other transport can ignore it.
+   */
+  readonly bodyText?: string | undefined;
   /** Ordering key: same-key messages are handled one at a time, in publish order. */
   readonly key?: string | undefined;
   /** 0 (default) to 9; higher is delivered first. */

@@ -646,11 +646,14 @@ class SqliteDelivery implements Delivery {
     this.seq = row.seq;
     this.key = row.key;
     this.attempt = row.attempt;
+    const stored = row.body;
     this.envelope = {
       id: row.id,
       type: row.type,
       headers: parseHeaders(row.headers, row.id, row.type),
-      body: row.body,
+      // A JSON body is TEXT: bytes from the Buffer pool, and the text for the decoder as it is.
+      body: typeof stored === 'string' ? Buffer.from(stored, 'utf8') : stored,
+      bodyText: typeof stored === 'string' ? stored : undefined,
       key: row.key ?? undefined,
       priority: row.priority || undefined,
       expiresAt: row.expires_at ?? undefined,

@@ -123,6 +123,12 @@ test('hand-written bad rows are dead-lettered with their reason and the consumer
     bad('headers-array', 'decode', { headers: '["ce-id"]' });
     bad('headers-null', 'decode', { headers: 'null' });
     bad('fails-schema', 'validation', { body: Buffer.from('{"producer": 1}') });
+    // Bodies stored as TEXT (as Courier stores JSON) are read the same way.
+    bad('text-not-json', 'decode', { body: '{"producer": "hand", "n": ' });
+    bad('text-fails-schema', 'validation', { body: '{"producer": 1}' });
+    bad('text-too-large', 'too-large', {
+      body: JSON.stringify({ producer: 'é'.repeat(MAX_BYTES / 2), n: 0, sentAt: 0 }),
+    });
     bad('too-large', 'too-large', {
       body: Buffer.from(JSON.stringify({ producer: 'x'.repeat(MAX_BYTES), n: 0, sentAt: 0 })),
     });

@@ -73,7 +73,7 @@ export const dlqCommand: Command = {
             write(
               io.out,
               JSON.stringify(
-                page.items.map(({ envelope, ...rest }) => ({
+                page.items.map(({ envelope: { bodyText: _sameAsBody, ...envelope }, ...rest }) => ({
                   ...rest,
                   envelope: { ...envelope, body: decode(envelope.body) },
                 })),

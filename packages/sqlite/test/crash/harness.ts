@@ -201,13 +201,13 @@ export function snapshot(db: SqliteDatabase): {
         `SELECT m.id, m.type, m.headers, m.body FROM courier_messages m
          JOIN courier_queues q ON q.id = m.queue_id WHERE q.name = 'audit'`,
       )
-      .all() as { id: string; type: string; headers: string; body: Buffer }[];
+      .all() as { id: string; type: string; headers: string; body: string | Buffer }[];
     for (const row of rows) {
       const message = decodeEnvelope({
         id: row.id,
         type: row.type,
         headers: parseHeaders(row.headers, row.id, row.type),
-        body: row.body,
+        body: typeof row.body === 'string' ? Buffer.from(row.body) : row.body,
       });
       const seq = (message.data as { seq: number }).seq;
       outputs.set(seq, (outputs.get(seq) ?? 0) + 1);
