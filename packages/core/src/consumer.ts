@@ -4,7 +4,7 @@ import { sleep } from './clock.js';
 import type { ContextDeps } from './context.js';
 import { Context, DeadLetterRequest, faultType } from './context.js';
 import type { Contract, RequestContract } from './contracts.js';
-import { upcast, validate } from './contracts.js';
+import { upcast, validateNow } from './contracts.js';
 import { ClosedError, DecodeError, DelayedRetry, HandlerTimeoutError, NonRetryableError } from './errors.js';
 import type { Message } from './message.js';
 import { matchesHeaders, matchesPattern } from './names.js';
@@ -99,6 +99,7 @@ export class QueueConsumer {
   /** Batches need room to fill: a batch subscription raises the handler limit to its size. */
   private readonly concurrency: number;
   private readonly byType = new Map<string, Subscription[]>();
+  private readonly invokers = new Map<Subscription, (ctx: Context) => Promise<void>>();
   private readonly anyHeaderFilter: boolean;
 
   constructor(
@@ -188,10 +189,14 @@ export class QueueConsumer {
   }
 
   /** Settles `work` once; later attempts (after a stop deadline or a kill) do nothing. */
-  private async settle(work: Work, action: () => Promise<boolean>): Promise<boolean> {
-    if (work.settled || this.killed) return false;
+  private settle(work: Work, action: () => Promise<boolean>): Promise<boolean> {
+    if (work.settled || this.killed) return Promise.resolve(false);
     work.settled = true;
-    return action();
+    try {
+      return action();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   private async process(work: Work): Promise<void> {
@@ -326,12 +331,14 @@ export class QueueConsumer {
     const contract = subs[0]!.contract ?? this.deps.contracts.get(message.type);
     if (contract) {
       try {
-        const data = await validate(
+        let data = validateNow(
           contract.schema,
           upcast(contract, message.data, message.version),
           `message '${message.type}'`,
         );
-        message = { ...message, data };
+        if (data instanceof Promise) data = await data;
+        // The message was decoded for this delivery alone: set the validated data in place.
+        (message as { data: unknown }).data = data;
       } catch (error) {
         await this.deadLetter(
           work,
@@ -368,6 +375,18 @@ export class QueueConsumer {
     });
   }
 
+  /** The innermost step for a delivery handled by `sub` alone, made once per subscription. */
+  private invokerOf(sub: Subscription): (ctx: Context) => Promise<void> {
+    let invoke = this.invokers.get(sub);
+    if (!invoke) {
+      invoke = async (c) => {
+        if (!c.skipped) await sub.handler(c.data, c);
+      };
+      this.invokers.set(sub, invoke);
+    }
+    return invoke;
+  }
+
   /** Runs the middleware and every matching handler; resolves the error, or undefined on success. */
   private async runHandlers(
     work: Work,
@@ -378,14 +397,20 @@ export class QueueConsumer {
     const timeoutMs = subs[0]!.timeoutMs;
     let timer: ReturnType<Clock['setTimeout']> | undefined;
     try {
-      const run = this.deps.run(ctx, async (c) => {
-        if (c.skipped) return;
-        for (const sub of subs) {
-          const result = await sub.handler(c.data, c);
-          if (sub.contract?.kind === 'request' && result !== undefined && message.replyTo !== undefined)
-            await c.reply(result);
-        }
-      });
+      const single = subs.length === 1 && subs[0]!.contract?.kind !== 'request';
+      const run = this.deps.run(
+        ctx,
+        single
+          ? this.invokerOf(subs[0]!)
+          : async (c) => {
+              if (c.skipped) return;
+              for (const sub of subs) {
+                const result = await sub.handler(c.data, c);
+                if (sub.contract?.kind === 'request' && result !== undefined && message.replyTo !== undefined)
+                  await c.reply(result);
+              }
+            },
+      );
       if (timeoutMs === undefined) {
         await run;
       } else {
@@ -436,7 +461,7 @@ export class QueueConsumer {
             this.deps.emit({ kind: 'published', message: decodeEnvelope(item.envelope), to: item.to });
           this.deps.emit({ kind: 'consumed', message, queue: this.queue, attempt });
         }
-        if (acked) {
+        if (acked && ctx.afterAck.length > 0) {
           for (const after of ctx.afterAck) await after();
         }
         return undefined;

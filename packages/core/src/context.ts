@@ -7,6 +7,9 @@ import type { Message } from './message.js';
 import type { Producer } from './producer.js';
 import type { Delivery, Destination, PublishItem } from './transport.js';
 
+// Shared by every context until the consumer sets its handlers: no closure per message.
+const noHandlers = async (): Promise<void> => {};
+
 /** Thrown by `ctx.deadLetter`: not an error, a request to skip the retries. */
 export class DeadLetterRequest {
   constructor(
@@ -38,7 +41,7 @@ export class Context<T = unknown> implements HandlerContext<T> {
   /** Set by the inbox: the message was handled before, ack without running the handler. */
   skipped = false;
   /** The innermost step of the middleware chain: the handlers. */
-  final: (ctx: Context) => Promise<void> = async () => {};
+  final: (ctx: Context) => Promise<void> = noHandlers;
   data: T;
   private outputIndex = 0;
 
