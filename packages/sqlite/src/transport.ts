@@ -47,6 +47,13 @@ interface Op {
   readonly run: (now: number) => unknown;
   readonly resolve: (value: never) => void;
   readonly reject: (error: unknown) => void;
+  /** Runs when the write fails for good (a settle gives its consumer's slot back). */
+  readonly onFail: (() => void) | undefined;
+}
+
+function fail(op: Op, error: unknown): void {
+  op.onFail?.();
+  op.reject(error);
 }
 
 /** What one flush leased for one consumer. */
@@ -304,24 +311,28 @@ export class SqliteTransport implements Transport {
     await this.checkpointer?.stop();
     this.closed = true;
     for (const op of this.ops.splice(0))
-      op.reject(new ClosedError('the sqlite transport closed before the write ran'));
+      fail(op, new ClosedError('the sqlite transport closed before the write ran'));
   }
 
   // ---- writes: one transaction per event-loop turn -------------------------------------------
 
   /** Queues `run` for the next group commit; resolves its result once committed. */
-  private write<T>(run: (now: number) => T): Promise<T> {
-    if (this.closed) return Promise.reject(new ClosedError('the sqlite transport is closed'));
+  private write<T>(run: (now: number) => T, onFail?: () => void): Promise<T> {
+    if (this.closed) {
+      onFail?.();
+      return Promise.reject(new ClosedError('the sqlite transport is closed'));
+    }
     if (!this.database) {
       // Writes before start() open the file too, rather than waiting for a flush that cannot run.
       try {
         this.open();
       } catch (error) {
+        onFail?.();
         return Promise.reject(error);
       }
     }
     return new Promise<T>((resolve, reject) => {
-      this.ops.push({ run, resolve: resolve as (value: never) => void, reject });
+      this.ops.push({ run, resolve: resolve as (value: never) => void, reject, onFail });
       this.scheduleFlush();
     });
   }
@@ -393,7 +404,7 @@ export class SqliteTransport implements Transport {
       for (let i = 0; i < ops.length; i++) {
         const result = results[i]!;
         if (result.ok) ops[i]!.resolve(result.value as never);
-        else ops[i]!.reject(result.value);
+        else fail(ops[i]!, result.value);
       }
     }
     for (const { consumer, rows, token } of claimed) this.deliver(consumer, rows, token);
@@ -412,7 +423,7 @@ export class SqliteTransport implements Transport {
     const failure = new TransportError(`sqlite write failed on '${this.path}': ${(error as Error).message}`, {
       cause: error,
     });
-    for (const op of ops) op.reject(failure);
+    for (const op of ops) fail(op, failure);
   }
 
   /** Inside the flush transaction: lease what each consumer has room for. */
@@ -509,9 +520,9 @@ export class SqliteTransport implements Transport {
   }
 
   /** Runs one settle in the next group commit; frees the consumer's slot whatever the outcome. */
-  private async settle(seq: number, token: number, run: (now: number) => boolean): Promise<boolean> {
-    try {
-      return await this.write((now) => {
+  private settle(seq: number, token: number, run: (now: number) => boolean): Promise<boolean> {
+    return this.write(
+      (now) => {
         const settled = run(now);
         // Free the slot now, inside the commit: the claim at the end of this same flush may lease the
         // row again (a retry without delay), and must find the slot already given back.
@@ -519,10 +530,10 @@ export class SqliteTransport implements Transport {
         // The settled row may free a key or a slot: look again at the next claim.
         this.wakeConsumers();
         return settled;
-      });
-    } finally {
-      this.releaseSlot(seq, token);
-    }
+      },
+      // A write that fails for good still gives the slot back.
+      () => this.releaseSlot(seq, token),
+    );
   }
 
   private releaseSlot(seq: number, token: number): void {
