@@ -165,6 +165,8 @@ export function openDatabase(options: OpenOptions): SqliteDatabase {
     db.pragma(`synchronous = ${options.synchronous}`);
     // Checkpoints run from the idle loop instead of inside a commit on the hot path.
     db.pragma('wal_autocheckpoint = 0');
+    // When the WAL starts over, a file that grew under a burst is cut back to this size.
+    db.pragma('journal_size_limit = 67108864');
     migrate(db, options.path);
     db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
     return db;
