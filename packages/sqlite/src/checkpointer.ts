@@ -19,6 +19,7 @@ db.pragma('busy_timeout = 0');
 db.pragma('cache_size = -256');
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
 const restart = db.prepare('PRAGMA wal_checkpoint(RESTART)');
+const pause = new Int32Array(new SharedArrayBuffer(4));
 const walSize = () => { try { return statSync(workerData.path + '-wal').size; } catch { return 0; } };
 let lastSize = 0;
 const timer = setInterval(() => {
@@ -28,9 +29,15 @@ const timer = setInterval(() => {
     // never started over and grows without end (seen: 1.2 GB while draining a million messages,
     // each lookup in it slower). RESTART waits briefly for the writer, copies the little the passive
     // ones left, and lets the next commit start the WAL from its beginning.
-    db.pragma('busy_timeout = ' + workerData.restartWaitMs);
-    try { restart.all(); } catch { /* busy: try at the next tick */ }
-    db.pragma('busy_timeout = 0');
+    // SQLite's own busy handler sleeps whole milliseconds and keeps missing the short gaps between a
+    // busy writer's commits; retrying every 0.2 ms catches one.
+    const until = Date.now() + workerData.restartWaitMs;
+    for (;;) {
+      let busy = 1;
+      try { busy = restart.get().busy; } catch { /* locked: retry */ }
+      if (busy === 0 || Date.now() >= until) break;
+      Atomics.wait(pause, 0, 0, 0.2);
+    }
   } else if (size >= workerData.walBytes || (size > 0 && size === lastSize)) {
     // Past the threshold, or the WAL stopped growing (idle): copy what it holds.
     try { checkpoint.all(); } catch { /* busy: try at the next tick */ }
