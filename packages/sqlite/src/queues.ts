@@ -34,6 +34,20 @@ export interface ClaimedRow {
   body: string | Buffer;
 }
 
+/** A claimed row as the claim statement returns it in raw mode, in `ClaimedRow`'s field order. */
+type ClaimedTuple = [
+  number,
+  number,
+  string,
+  string,
+  string | null,
+  number,
+  number | null,
+  string | null,
+  string,
+  string | Buffer,
+];
+
 interface Binding {
   queueId: number;
   pattern: string;
@@ -306,21 +320,34 @@ export class SqliteQueues {
    * pair of its own, stopping at the first chunk that comes back short.
    */
   claim(queueId: number, limit: number, token: number, leaseUntil: number): ClaimedRow[] {
-    let rows: ClaimedRow[] | undefined;
+    const rows: ClaimedRow[] = [];
     let left = limit;
     while (left > 0) {
       const chunk = Math.min(MAX_CLAIM_CHUNK, 2 ** Math.floor(Math.log2(left)));
       const statements = this.claimStatements(chunk);
-      const got = statements.select.all(queueId) as ClaimedRow[];
+      // Raw rows (arrays) turned into objects here: better-sqlite3 builds row objects property by
+      // property through V8's API, which cost 1.4 of a row's 5.3 us.
+      const got = statements.select.all(queueId) as ClaimedTuple[];
       if (got.length === 0) break;
       statements.lease.run(token, leaseUntil, queueId);
-      for (const row of got) row.attempt++;
-      if (rows === undefined) rows = got;
-      else for (const row of got) rows.push(row);
+      for (const r of got) {
+        rows.push({
+          seq: r[0],
+          attempt: r[1] + 1,
+          id: r[2],
+          type: r[3],
+          key: r[4],
+          priority: r[5],
+          expires_at: r[6],
+          dedup_id: r[7],
+          headers: r[8],
+          body: r[9],
+        });
+      }
       if (got.length < chunk) break;
       left -= chunk;
     }
-    return rows ?? [];
+    return rows;
   }
 
   private claimStatements(limit: number): { select: Database.Statement; lease: Database.Statement } {
@@ -328,9 +355,11 @@ export class SqliteQueues {
     if (!statements) {
       const ready = `FROM courier_messages WHERE queue_id = ? AND state = ${READY} ORDER BY priority DESC, seq LIMIT ${limit}`;
       statements = {
-        select: this.db.prepare(
-          `SELECT seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body ${ready}`,
-        ),
+        select: this.db
+          .prepare(
+            `SELECT seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body ${ready}`,
+          )
+          .raw(),
         lease: this.db.prepare(
           `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
            WHERE seq IN (SELECT seq ${ready})`,
