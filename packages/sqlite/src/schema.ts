@@ -141,7 +141,12 @@ export interface OpenOptions {
   readonly busyTimeoutMs: number;
   /** Add Courier's tables to an existing application database instead of refusing it. */
   readonly adoptExisting?: boolean;
+  /** SQLite's page cache for this connection, in MiB (default 4). */
+  readonly cacheSizeMb?: number;
 }
+
+/** The page cache size when none is given: draining a million-message backlog measured the same at 4 and 16 MiB, 30 MB less RSS. */
+export const DEFAULT_CACHE_MB = 4;
 
 /**
  * Opens (creating if needed) a Courier database: WAL, the chosen `synchronous`, migrations applied
@@ -167,6 +172,8 @@ export function openDatabase(options: OpenOptions): SqliteDatabase {
     db.pragma('wal_autocheckpoint = 0');
     // When the WAL starts over, a file that grew under a burst is cut back to this size.
     db.pragma('journal_size_limit = 67108864');
+    // Negative: KiB. The hot path touches the ends of a few indexes; a bigger cache only adds RSS.
+    db.pragma(`cache_size = ${-Math.round((options.cacheSizeMb ?? DEFAULT_CACHE_MB) * 1024)}`);
     migrate(db, options.path);
     db.pragma(`busy_timeout = ${options.busyTimeoutMs}`);
     return db;

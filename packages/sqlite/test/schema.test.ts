@@ -190,6 +190,24 @@ test("synchronous 'FULL' declares durability fsync; the default NORMAL declares 
     }
   }));
 
+test('the page cache is 4 MiB unless cacheSizeMb says otherwise; a bad size is refused', () =>
+  inTempDir(async (dir) => {
+    const small = sqlite({ path: join(dir, 'small.db') });
+    const large = sqlite({ path: join(dir, 'large.db'), cacheSizeMb: 32 });
+    try {
+      await small.start();
+      await large.start();
+      // Negative cache_size is KiB.
+      assert.equal(small.db.pragma('cache_size', { simple: true }), -4096);
+      assert.equal(large.db.pragma('cache_size', { simple: true }), -32768);
+      assert.throws(() => sqlite({ cacheSizeMb: -1 }), ConfigurationError);
+      assert.throws(() => sqlite({ cacheSizeMb: Number.NaN }), ConfigurationError);
+    } finally {
+      await small.close();
+      await large.close();
+    }
+  }));
+
 test('the default path ./data/courier.db is created, folder included, in the working directory', () =>
   inTempDir(async (dir) => {
     const cwd = process.cwd();
