@@ -7,7 +7,7 @@ import { newMessageId } from './ids.js';
 import type { Message } from './message.js';
 import { compose } from './middleware.js';
 import type { Destination, PublishItem } from './transport.js';
-import { encodeMessage, envelopeSizeBytes } from './wire.js';
+import { encodeMessage, envelopeOver, envelopeSizeBytes } from './wire.js';
 
 /** What a new message inherits when a handler produces it (DESIGN.md §2.4). */
 export interface Lineage {
@@ -111,8 +111,8 @@ export class Producer {
 
   private encode(message: Message, to: Destination): PublishItem {
     const envelope = encodeMessage(message, 'binary');
-    const size = envelopeSizeBytes(envelope);
-    if (size > this.maxMessageBytes) {
+    if (envelopeOver(envelope, this.maxMessageBytes)) {
+      const size = envelopeSizeBytes(envelope);
       throw new MessageTooLargeError(
         `message '${message.type}' is ${size} bytes, over the ${this.maxMessageBytes}-byte limit (maxMessageBytes)`,
         size,
