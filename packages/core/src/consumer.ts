@@ -100,6 +100,8 @@ export class QueueConsumer {
   private readonly concurrency: number;
   private readonly byType = new Map<string, Subscription[]>();
   private readonly invokers = new Map<Subscription, (ctx: Context) => Promise<void>>();
+  /** What every context of a subscription shares, made once. */
+  private readonly contextDeps = new Map<Subscription, ContextDeps>();
   private readonly anyHeaderFilter: boolean;
 
   constructor(
@@ -366,13 +368,17 @@ export class QueueConsumer {
   }
 
   private context(work: Work, message: Message, sub: Subscription, attempt: number): Context {
-    const requestContract = sub.contract?.kind === 'request' ? (sub.contract as RequestContract) : undefined;
-    return new Context(message, work.delivery, attempt, () => work.signal, {
-      endpoint: this.deps.endpoint,
-      producer: this.deps.producer,
-      routeCommand: this.deps.routeCommand,
-      requestContract,
-    });
+    let deps = this.contextDeps.get(sub);
+    if (!deps) {
+      deps = {
+        endpoint: this.deps.endpoint,
+        producer: this.deps.producer,
+        routeCommand: this.deps.routeCommand,
+        requestContract: sub.contract?.kind === 'request' ? (sub.contract as RequestContract) : undefined,
+      };
+      this.contextDeps.set(sub, deps);
+    }
+    return new Context(message, work.delivery, attempt, work, deps);
   }
 
   /** The innermost step for a delivery handled by `sub` alone, made once per subscription. */

@@ -49,14 +49,15 @@ export class Context<T = unknown> implements HandlerContext<T> {
     readonly message: Message<T>,
     private readonly delivery: Delivery,
     readonly attempt: number,
-    private readonly signalOf: () => AbortSignal,
+    /** Whose `signal` is the handler's (made only when a handler asks for it). */
+    private readonly signalSource: { readonly signal: AbortSignal },
     private readonly deps: ContextDeps,
   ) {
     this.data = message.data;
   }
 
   get signal(): AbortSignal {
-    return this.signalOf();
+    return this.signalSource.signal;
   }
 
   get id() {

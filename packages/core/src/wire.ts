@@ -25,6 +25,8 @@ const SPEC_VERSION = '1.0';
 const JSON_TYPE = 'application/json';
 const STRUCTURED_TYPE = 'application/cloudevents+json';
 const EPOCH_ISO = new Date(0).toISOString();
+// Shared by every decoded message without user headers; messages are immutable.
+const NO_USER_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 // Shared by every structured envelope; envelopes are immutable.
 const STRUCTURED_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'content-type': STRUCTURED_TYPE,
@@ -270,13 +272,14 @@ function decodeBinary(
   body: Uint8Array,
   bodyText: string | undefined,
 ): Message<unknown> {
-  const user: Record<string, string> = {};
+  // Most messages carry no user headers: they share one frozen empty object.
+  let user: Record<string, string> | undefined;
   for (const name in headers) {
     const value: unknown = headers[name];
     if (typeof value !== 'string')
       throw new DecodeError(`header '${name}' must be a string, got ${kindOf(value)}`);
     if (name.startsWith('ce-') || name === 'content-type') continue;
-    user[name] = value;
+    (user ??= {})[name] = value;
   }
   // An empty body is a CloudEvent without data.
   const data =
@@ -287,7 +290,7 @@ function decodeBinary(
       : body.byteLength === 0
         ? undefined
         : parseJson(body);
-  return readAttributes(headers, true, data, user);
+  return readAttributes(headers, true, data, user ?? NO_USER_HEADERS);
 }
 
 function decodeStructured(body: Uint8Array): Message<unknown> {
@@ -343,7 +346,7 @@ function readAttributes(
   src: Readonly<Record<string, unknown>>,
   binary: boolean,
   data: unknown,
-  headers: Record<string, string>,
+  headers: Readonly<Record<string, string>>,
 ): Message<unknown> {
   const specversion = src[binary ? HEADER.specversion : 'specversion'];
   if (specversion === undefined || specversion === null) throw missing('specversion', binary);
