@@ -58,6 +58,12 @@ function fail(op: Op, error: unknown): void {
   op.reject(error);
 }
 
+/** What an ack needs to know of its row besides the lease: its queue and its ordering key. */
+interface RowKey {
+  readonly queueId: number;
+  readonly key: string | null;
+}
+
 /** What one flush leased for one consumer. */
 interface Claimed {
   readonly consumer: LocalConsumer;
@@ -482,28 +488,16 @@ export class SqliteTransport implements Transport {
   }
 
   private delivery(consumer: LocalConsumer, row: ClaimedRow, token: number): Delivery {
-    return new SqliteDelivery(this, consumer.queue, row, token);
+    return new SqliteDelivery(this, consumer.queue, consumer.queueId, row, token);
   }
 
   /** The settles of `SqliteDelivery`, each one write in the next group commit. */
-  ackDelivery(
-    seq: number,
-    token: number,
-    key: string | null,
-    outgoing: readonly PublishItem[],
-  ): Promise<boolean> {
+  ackDelivery(seq: number, token: number, row: RowKey, outgoing: readonly PublishItem[]): Promise<boolean> {
     return this.settle(seq, token, (now) => {
       for (const item of outgoing) this.queues.publish(item, now);
       if (outgoing.length > 0) this.wakeConsumers();
-      return this.queues.ack(seq, token, this.queueIdOf(seq, token), key);
+      return this.queues.ack(seq, token, row.queueId, row.key);
     });
-  }
-
-  /** The queue a held delivery came from (its lease is what `held` remembers). */
-  private queueIdOf(seq: number, token: number): number {
-    const held = this.held.get(seq);
-    // A delivery no longer held (closed, or settled twice) fails its fence in the DELETE anyway.
-    return held?.token === token ? held.consumer.queueId : -1;
   }
 
   retryDelivery(
@@ -555,7 +549,7 @@ export class SqliteTransport implements Transport {
   transact<R>(
     seq: number,
     token: number,
-    key: string | null,
+    row: RowKey,
     work: (db: unknown) => R,
     outgoing: readonly PublishItem[],
   ): R {
@@ -574,7 +568,7 @@ export class SqliteTransport implements Transport {
           const now = this.now();
           this.queues.refreshBindings();
           for (const item of outgoing) this.queues.publish(item, now);
-          if (!this.queues.ack(seq, token, this.queueIdOf(seq, token), key)) {
+          if (!this.queues.ack(seq, token, row.queueId, row.key)) {
             throw new TransportError(
               `the lease of message ${seq} expired before its transaction committed: rolled back`,
             );
@@ -650,16 +644,17 @@ class SqliteDelivery implements Delivery {
   readonly envelope: Delivery['envelope'];
   readonly attempt: number;
   private readonly seq: number;
-  private readonly key: string | null;
+  private readonly row: RowKey;
 
   constructor(
     private readonly transport: SqliteTransport,
     readonly queue: string,
+    queueId: number,
     row: ClaimedRow,
     private readonly token: number,
   ) {
     this.seq = row.seq;
-    this.key = row.key;
+    this.row = { queueId, key: row.key };
     this.attempt = row.attempt;
     const stored = row.body;
     this.envelope = {
@@ -677,7 +672,7 @@ class SqliteDelivery implements Delivery {
   }
 
   ack(outgoing: readonly PublishItem[] = []): Promise<boolean> {
-    return this.transport.ackDelivery(this.seq, this.token, this.key, outgoing);
+    return this.transport.ackDelivery(this.seq, this.token, this.row, outgoing);
   }
 
   retry(delayMs: number): Promise<boolean> {
@@ -701,7 +696,7 @@ class SqliteDelivery implements Delivery {
   }
 
   transact<R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
-    return this.transport.transact(this.seq, this.token, this.key, work, outgoing);
+    return this.transport.transact(this.seq, this.token, this.row, work, outgoing);
   }
 }
 
