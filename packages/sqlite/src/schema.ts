@@ -127,6 +127,20 @@ const migrations: readonly string[] = [
   // 3: message and dead-letter rows may hold their headers compactly (queues.ts, storedHeaders),
   // which code of version 2 would misread; the version alone keeps that code away from the file.
   `SELECT 1;`,
+  // 4: counts per queue and state (4 for dead letters), kept with every write, so stats() reads
+  // them instead of counting rows (a count(*) over a million delayed rows took 45 ms).
+  `
+  CREATE TABLE courier_counts (
+    queue_id INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (queue_id, state)
+  ) WITHOUT ROWID;
+  INSERT INTO courier_counts (queue_id, state, n)
+    SELECT queue_id, state, count(*) FROM courier_messages GROUP BY queue_id, state;
+  INSERT INTO courier_counts (queue_id, state, n)
+    SELECT queue_id, 4, count(*) FROM courier_dead_letters GROUP BY queue_id;
+  `,
 ];
 
 /** The Courier schema version this code writes and reads (the number of migrations). */

@@ -179,7 +179,9 @@ export class SqliteTransport implements Transport {
       } catch {
         throw retryWithSavepoints;
       }
-      return this.claimAll(now);
+      const claimed = this.claimAll(now);
+      this.queues.applyCounts();
+      return claimed;
     });
     this.store = new SqliteQueues(
       this.database,
@@ -305,8 +307,10 @@ export class SqliteTransport implements Transport {
         const now = this.now();
         this.database
           .transaction(() => {
-            for (const [seq, { token }] of this.held) this.queues.retry(seq, token, now, now, false);
+            for (const [seq, { token, consumer }] of this.held)
+              this.queues.retry(seq, token, consumer.queueId, now, now, false);
             for (const queue of this.temporaryQueues) this.queues.deleteQueue(queue);
+            this.queues.applyCounts();
           })
           .immediate();
         try {
@@ -381,6 +385,8 @@ export class SqliteTransport implements Transport {
     try {
       claimed = this.batch!.immediate(ops, values);
     } catch (error) {
+      // The transaction rolled back, and the count changes its writes made with it.
+      this.queues.discardCounts();
       if (error !== retryWithSavepoints) {
         this.onFlushFailed(ops, error);
         return;
@@ -393,16 +399,23 @@ export class SqliteTransport implements Transport {
           .transaction(() => {
             const now = this.now();
             for (const op of ops) {
+              // Count changes of the ops before this one are set aside: a failed op's go with its savepoint.
+              const before = this.queues.takeCounts();
               try {
                 redone.push({ ok: true, value: this.database!.transaction(() => op.run(now))() });
               } catch (opError) {
                 redone.push({ ok: false, value: opError });
+                this.queues.discardCounts();
               }
+              this.queues.restoreCounts(before);
             }
-            return this.claimAll(now);
+            const leased = this.claimAll(now);
+            this.queues.applyCounts();
+            return leased;
           })
           .immediate();
       } catch (secondError) {
+        this.queues.discardCounts();
         this.onFlushFailed(ops, secondError);
         return;
       }
@@ -480,7 +493,9 @@ export class SqliteTransport implements Transport {
     for (const row of rows) {
       this.held.set(row.seq, { token, consumer });
       if (!consumer.active) {
-        void this.settle(row.seq, token, (now) => this.queues.retry(row.seq, token, now, now, false));
+        void this.settle(row.seq, token, (now) =>
+          this.queues.retry(row.seq, token, consumer.queueId, now, now, false),
+        );
         continue;
       }
       consumer.onDelivery(this.delivery(consumer, row, token));
@@ -503,10 +518,13 @@ export class SqliteTransport implements Transport {
   retryDelivery(
     seq: number,
     token: number,
+    queueId: number,
     availableAt: number | undefined,
     counted: boolean,
   ): Promise<boolean> {
-    return this.settle(seq, token, (now) => this.queues.retry(seq, token, availableAt ?? now, now, counted));
+    return this.settle(seq, token, (now) =>
+      this.queues.retry(seq, token, queueId, availableAt ?? now, now, counted),
+    );
   }
 
   deadLetterDelivery(seq: number, token: number, info: DeadLetterInfo): Promise<boolean> {
@@ -573,9 +591,13 @@ export class SqliteTransport implements Transport {
               `the lease of message ${seq} expired before its transaction committed: rolled back`,
             );
           }
+          this.queues.applyCounts();
           return value;
         })
         .immediate();
+    } catch (error) {
+      this.queues.discardCounts();
+      throw error;
     } finally {
       this.busyStatements.normal.run();
     }
@@ -676,15 +698,15 @@ class SqliteDelivery implements Delivery {
   }
 
   retry(delayMs: number): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, Date.now() + delayMs, true);
+    return this.transport.retryDelivery(this.seq, this.token, this.row.queueId, Date.now() + delayMs, true);
   }
 
   defer(untilMs: number): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, untilMs, false);
+    return this.transport.retryDelivery(this.seq, this.token, this.row.queueId, untilMs, false);
   }
 
   release(): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, undefined, false);
+    return this.transport.retryDelivery(this.seq, this.token, this.row.queueId, undefined, false);
   }
 
   deadLetter(info: DeadLetterInfo): Promise<boolean> {

@@ -42,7 +42,7 @@ test('a new file gets WAL mode and the current schema version', () =>
     const transport = sqlite({ path: join(dir, 'courier.db') });
     try {
       await transport.start();
-      assert.equal(schemaVersion, 3);
+      assert.equal(schemaVersion, 4);
       assert.equal(transport.db.pragma('journal_mode', { simple: true }), 'wal');
       assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
       assert.equal(meta(transport, 'owner'), 'courier');
@@ -57,6 +57,7 @@ test('a new file gets WAL mode and the current schema version', () =>
         'courier_messages',
         'courier_saga_state',
         'courier_outbox',
+        'courier_counts',
       ]) {
         assert.ok(tables.includes(table), `has ${table}`);
       }
