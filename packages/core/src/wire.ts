@@ -279,7 +279,8 @@ function decodeBinary(
     if (typeof value !== 'string')
       throw new DecodeError(`header '${name}' must be a string, got ${kindOf(value)}`);
     if (name.startsWith('ce-') || name === 'content-type') continue;
-    (user ??= {})[name] = value;
+    user ??= {};
+    user[name] = value;
   }
   // An empty body is a CloudEvent without data.
   const data =
