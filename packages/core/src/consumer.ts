@@ -156,11 +156,7 @@ export class QueueConsumer {
       // shift() is constant time in V8; splice(0, 1) moves the whole buffer.
       const work = index === 0 ? this.buffer.shift()! : this.buffer.splice(index, 1)[0]!;
       this.running.add(work);
-      void this.process(work).finally(() => {
-        this.running.delete(work);
-        if (this.running.size === 0) for (const wake of this.idle) wake();
-        this.scheduleDispatch();
-      });
+      void this.process(work);
     }
   }
 
@@ -216,6 +212,11 @@ export class QueueConsumer {
       }
     } catch (error) {
       this.deps.emit({ kind: 'error', error, queue: this.queue });
+    } finally {
+      // Here rather than in a .finally() in dispatch: one promise and one closure fewer per message.
+      this.running.delete(work);
+      if (this.running.size === 0) for (const wake of this.idle) wake();
+      this.scheduleDispatch();
     }
   }
 
