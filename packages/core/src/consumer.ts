@@ -395,51 +395,64 @@ export class QueueConsumer {
   }
 
   /** Runs the middleware and every matching handler; resolves the error, or undefined on success. */
-  private async runHandlers(
+  private runHandlers(
     work: Work,
     ctx: Context,
     subs: readonly Subscription[],
     message: Message,
   ): Promise<unknown> {
     const timeoutMs = subs[0]!.timeoutMs;
+    if (timeoutMs !== undefined) return this.runHandlersWithTimeout(work, ctx, subs, message, timeoutMs);
+    // No timeout, the common case: no async frame of its own, one promise from the chain.
+    let run: Promise<void>;
+    try {
+      run = this.deps.run(ctx, this.innermost(subs, message));
+    } catch (error) {
+      return Promise.resolve(handlerError(error));
+    }
+    return run.then(noError, handlerError);
+  }
+
+  private async runHandlersWithTimeout(
+    work: Work,
+    ctx: Context,
+    subs: readonly Subscription[],
+    message: Message,
+    timeoutMs: number,
+  ): Promise<unknown> {
     let timer: ReturnType<Clock['setTimeout']> | undefined;
     try {
-      const single = subs.length === 1 && subs[0]!.contract?.kind !== 'request';
-      const run = this.deps.run(
-        ctx,
-        single
-          ? this.invokerOf(subs[0]!)
-          : async (c) => {
-              if (c.skipped) return;
-              for (const sub of subs) {
-                const result = await sub.handler(c.data, c);
-                if (sub.contract?.kind === 'request' && result !== undefined && message.replyTo !== undefined)
-                  await c.reply(result);
-              }
-            },
-      );
-      if (timeoutMs === undefined) {
-        await run;
-      } else {
-        await Promise.race([
-          run,
-          new Promise<never>((_, reject) => {
-            timer = this.deps.clock.setTimeout(() => {
-              const error = new HandlerTimeoutError(
-                `handler for '${message.type}' on '${this.queue}' ran past ${timeoutMs} ms`,
-              );
-              work.abort(error);
-              reject(error);
-            }, timeoutMs);
-          }),
-        ]);
-      }
+      await Promise.race([
+        this.deps.run(ctx, this.innermost(subs, message)),
+        new Promise<never>((_, reject) => {
+          timer = this.deps.clock.setTimeout(() => {
+            const error = new HandlerTimeoutError(
+              `handler for '${message.type}' on '${this.queue}' ran past ${timeoutMs} ms`,
+            );
+            work.abort(error);
+            reject(error);
+          }, timeoutMs);
+        }),
+      ]);
       return undefined;
     } catch (error) {
-      return error ?? new Error('handler threw undefined');
+      return handlerError(error);
     } finally {
       if (timer !== undefined) this.deps.clock.clearTimeout(timer);
     }
+  }
+
+  /** The innermost step of the chain: every matching handler, and the reply to a request. */
+  private innermost(subs: readonly Subscription[], message: Message): (ctx: Context) => Promise<void> {
+    if (subs.length === 1 && subs[0]!.contract?.kind !== 'request') return this.invokerOf(subs[0]!);
+    return async (c) => {
+      if (c.skipped) return;
+      for (const sub of subs) {
+        const result = await sub.handler(c.data, c);
+        if (sub.contract?.kind === 'request' && result !== undefined && message.replyTo !== undefined)
+          await c.reply(result);
+      }
+    };
   }
 
   /** Settles after the handler ran: ack with its output, or retry / dead-letter by the policy. */
@@ -674,6 +687,15 @@ export class QueueConsumer {
     void this.handle?.stop();
     for (const work of this.running) work.abort(new ClosedError('killed'));
   }
+}
+
+function noError(): undefined {
+  return undefined;
+}
+
+/** What a handler threw, as the error its outcome carries (a throw of undefined still fails it). */
+function handlerError(error: unknown): unknown {
+  return error ?? new Error('handler threw undefined');
 }
 
 function describe(
