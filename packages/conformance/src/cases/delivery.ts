@@ -1,12 +1,87 @@
 /** At-least-once delivery, attempts, backpressure, stats and batches (DESIGN.md §2.2, §2.3, §2.14). */
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { DelayedRetry, defineCommand, defineEvent, NonRetryableError } from '@courier/core';
-import { Concurrency, caseOptions, gate, numbered, run } from '../helpers.js';
+import type { Delivery, Envelope } from '@courier/core';
+import { DelayedRetry, defineCommand, defineEvent, encodeMessage, NonRetryableError } from '@courier/core';
+import { Concurrency, caseOptions, cloudEvent, gate, numbered, run } from '../helpers.js';
 import type { CreateFixture } from '../types.js';
 
 /** Registers the conformance cases of this area; `runTransportSuite` calls it. */
 export function deliveryCases(create: CreateFixture): void {
+  it(
+    'delivers every envelope with its id, type, headers and body exactly as published, whatever form it is stored in',
+    caseOptions,
+    run(create, async (h) => {
+      const q = h.queue('exact');
+      await h.declare(q);
+      const raw = await h.raw();
+      const type = h.type('exact.sent');
+      const courier = (correlationId: string | undefined, id: string) =>
+        encodeMessage(
+          {
+            id,
+            type,
+            version: 2,
+            data: { text: 'héllo', n: 1 },
+            headers: { 'x-tenant': 't-1' },
+            time: new Date(0).toISOString(),
+            source: 'conformance-suite',
+            correlationId: correlationId ?? id,
+            causationId: correlationId === undefined ? undefined : 'parent',
+            priority: 0,
+          },
+          'binary',
+        );
+      const published: Envelope[] = [
+        // Courier's own binary envelopes (with bodyText): correlated to themselves, and to another message.
+        courier(undefined, `${h.type('self')}-1`),
+        courier('another-message', `${h.type('other')}-2`),
+        courier(undefined, `${h.type('structured')}-3`),
+        // Written by someone else: ce-id that is not the envelope's id, no content type, bytes that are not UTF-8.
+        cloudEvent({ type, id: `${h.type('foreign')}-4`, headers: { 'ce-id': 'not-the-envelope-id' } }),
+        {
+          id: `${h.type('bytes')}-5`,
+          type,
+          headers: { 'x-raw': 'yes' },
+          body: new Uint8Array([0, 255, 10, 200]),
+        },
+      ];
+      published[2] = encodeMessage(
+        {
+          id: published[2]!.id,
+          type,
+          version: 1,
+          data: [1, 2],
+          headers: {},
+          time: new Date(0).toISOString(),
+          source: 'conformance-suite',
+          correlationId: published[2]!.id,
+          priority: 0,
+        },
+        'structured',
+      );
+      await raw.publish(published.map((envelope) => ({ envelope, to: { kind: 'queue', queue: q } })));
+      const got = new Map<string, Delivery['envelope']>();
+      const handle = await raw.consume(q, { prefetch: 10, leaseMs: 30_000 }, (delivery) => {
+        got.set(delivery.envelope.id, delivery.envelope);
+        void delivery.ack();
+      });
+      try {
+        await h.eventually(() => got.size === published.length, 'every envelope delivered');
+        for (const sent of published) {
+          const back = got.get(sent.id)!;
+          assert.equal(back.type, sent.type, sent.id);
+          assert.deepEqual({ ...back.headers }, { ...sent.headers }, `headers of ${sent.id}`);
+          assert.deepEqual([...back.body], [...sent.body], `body of ${sent.id}`);
+          if (back.bodyText !== undefined)
+            assert.equal(back.bodyText, Buffer.from(back.body).toString('utf8'), `bodyText of ${sent.id}`);
+        }
+      } finally {
+        await handle.stop();
+      }
+    }),
+  );
+
   it(
     'redelivers a failed message with attempts 1, 2, 3',
     caseOptions,
