@@ -11,6 +11,7 @@ import {
   benchOptions,
   envInt,
   log,
+  okResult,
   round,
   runBenchmark,
   skippedResult,
@@ -91,19 +92,12 @@ await runBenchmark([NAME], async () => {
       `${NAME}: produced in ${round((produced - start) / 1000, 2)} s; left after run ${JSON.stringify(left)}`,
     );
     return [
-      {
-        name: NAME,
-        msgs_per_s: round(count / seconds, 0),
-        p50_ms: null,
-        p99_ms: null,
-        peak_rss_mb: rss.peakMb(),
-        max_rss_mb: rss.maxRssMb(),
-        start_rss_mb: rss.startMb,
+      okResult(NAME, {
         count,
-        seconds: round(seconds, 3),
-        status: 'ok',
+        seconds,
+        rss,
         note: `addBulk ${BULK}, concurrency ${CONCURRENCY}; RSS is the Node process only (Redis not counted)`,
-      },
+      }),
     ];
   } finally {
     rss.stop();

@@ -23,6 +23,7 @@ import {
   benchOptions,
   envInt,
   log,
+  okResult,
   round,
   runBenchmark,
   skippedResult,
@@ -85,8 +86,6 @@ await runBenchmark([FIRST, LAST], async () => {
       const stats = await bus.stats(CONSUMER);
       const firstSeconds = (firstEnd - firstStart) / 1000;
       const lastSeconds = (end - lastStart) / 1000;
-      const peak = rss.peakMb();
-      const maxRss = rss.maxRssMb();
       const note =
         `first message handled ${round(firstStart - start, 0)} ms after start(); ` +
         `${ready} ready drained in ${round((end - start) / 1000, 2)} s (${round(ready / ((end - start) / 1000), 0)}/s) ` +
@@ -96,20 +95,10 @@ await runBenchmark([FIRST, LAST], async () => {
       if (stats.scheduled !== delayed || stats.deadLettered !== dead) {
         log(`backlog: WARNING expected scheduled ${delayed} and dead-lettered ${dead}`);
       }
-      const result = (name: string, count: number, seconds: number) => ({
-        name,
-        msgs_per_s: round(count / seconds, 0),
-        p50_ms: null,
-        p99_ms: null,
-        peak_rss_mb: peak,
-        max_rss_mb: maxRss,
-        start_rss_mb: rss.startMb,
-        count,
-        seconds: round(seconds, 3),
-        status: 'ok' as const,
-        note,
-      });
-      return [result(FIRST, window, firstSeconds), result(LAST, window, lastSeconds)];
+      return [
+        okResult(FIRST, { count: window, seconds: firstSeconds, rss, note }),
+        okResult(LAST, { count: window, seconds: lastSeconds, rss, note }),
+      ];
     } finally {
       rss.stop();
       await bus.stop();

@@ -21,7 +21,7 @@ import {
   envInt,
   LatencyRecorder,
   log,
-  round,
+  okResult,
   runBenchmark,
   skippedResult,
   startLoopDelayMonitor,
@@ -71,19 +71,13 @@ await runBenchmark([NAME], async () => {
         `p99.9 ${summary.p999} ms, max ${summary.max} ms; consumer ${loop.summary()}; producer peak RSS ${done.peakRssMb} MB`;
       log(`${NAME}: ${note}`);
       return [
-        {
-          name: NAME,
-          msgs_per_s: round(done.published / seconds, 0),
-          p50_ms: summary.p50,
-          p99_ms: summary.p99,
-          peak_rss_mb: rss.peakMb(),
-          max_rss_mb: rss.maxRssMb(),
-          start_rss_mb: rss.startMb,
+        okResult(NAME, {
           count: done.published,
-          seconds: round(seconds, 3),
-          status: 'ok',
+          seconds,
+          rss,
           note,
-        },
+          latency: { p50: summary.p50, p99: summary.p99 },
+        }),
       ];
     } finally {
       rss.stop();

@@ -19,6 +19,7 @@ import {
   benchOptions,
   envInt,
   log,
+  okResult,
   round,
   runBenchmark,
   skippedResult,
@@ -66,21 +67,7 @@ await runBenchmark([NAME], async () => {
         `publish window ${PUBLISH_WINDOW}, concurrency ${CONSUMER_CONCURRENCY}; producer done after ` +
         `${round((done.lastAt - firstAt) / 1000, 2)} s (its peak RSS ${done.peakRssMb} MB), drained ${round(seconds, 2)} s`;
       log(`${NAME}: ${note}`);
-      return [
-        {
-          name: NAME,
-          msgs_per_s: round(count / seconds, 0),
-          p50_ms: null,
-          p99_ms: null,
-          peak_rss_mb: rss.peakMb(),
-          max_rss_mb: rss.maxRssMb(),
-          start_rss_mb: rss.startMb,
-          count,
-          seconds: round(seconds, 3),
-          status: 'ok',
-          note,
-        },
-      ];
+      return [okResult(NAME, { count, seconds, rss, note })];
     } finally {
       rss.stop();
       if (producer.child.exitCode === null) producer.child.kill();

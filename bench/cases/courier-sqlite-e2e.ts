@@ -20,6 +20,7 @@ import {
   benchOptions,
   envInt,
   log,
+  okResult,
   round,
   runBenchmark,
   skippedResult,
@@ -67,21 +68,7 @@ await runBenchmark([NAME], async () => {
         `${round((published - start) / 1000, 2)} s, last handled ${round((lastHandled - start) / 1000, 2)} s, ` +
         `drained ${round(seconds, 2)} s`;
       log(`${NAME}: ${note}`);
-      return [
-        {
-          name: NAME,
-          msgs_per_s: round(count / seconds, 0),
-          p50_ms: null,
-          p99_ms: null,
-          peak_rss_mb: rss.peakMb(),
-          max_rss_mb: rss.maxRssMb(),
-          start_rss_mb: rss.startMb,
-          count,
-          seconds: round(seconds, 3),
-          status: 'ok',
-          note,
-        },
-      ];
+      return [okResult(NAME, { count, seconds, rss, note })];
     } finally {
       rss.stop();
       await bus.stop();

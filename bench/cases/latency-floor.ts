@@ -12,7 +12,7 @@ import {
   envInt,
   LatencyRecorder,
   log,
-  round,
+  okResult,
   runBenchmark,
   startLoopDelayMonitor,
   startRssSampler,
@@ -57,19 +57,7 @@ await runBenchmark([NAME], async () => {
       `p99.9 ${summary.p999} ms, max ${summary.max} ms; ${loop.summary()}`;
     log(`${NAME}: ${note}`);
     return [
-      {
-        name: NAME,
-        msgs_per_s: round(sent / seconds, 0),
-        p50_ms: summary.p50,
-        p99_ms: summary.p99,
-        peak_rss_mb: rss.peakMb(),
-        max_rss_mb: rss.maxRssMb(),
-        start_rss_mb: rss.startMb,
-        count: sent,
-        seconds: round(seconds, 3),
-        status: 'ok',
-        note,
-      },
+      okResult(NAME, { count: sent, seconds, rss, note, latency: { p50: summary.p50, p99: summary.p99 } }),
     ];
   } finally {
     rss.stop();

@@ -10,6 +10,7 @@ import {
   benchOptions,
   envInt,
   log,
+  okResult,
   round,
   runBenchmark,
   startRssSampler,
@@ -65,19 +66,12 @@ await runBenchmark([NAME], async () => {
       `${NAME}: insert ${round(count / ((inserted - start) / 1000), 0)}/s, drain ${round(count / ((end - inserted) / 1000), 0)}/s`,
     );
     return [
-      {
-        name: NAME,
-        msgs_per_s: round(count / seconds, 0),
-        p50_ms: null,
-        p99_ms: null,
-        peak_rss_mb: rss.peakMb(),
-        max_rss_mb: rss.maxRssMb(),
-        start_rss_mb: rss.startMb,
+      okResult(NAME, {
         count,
-        seconds: round(seconds, 3),
-        status: 'ok',
+        seconds,
+        rss,
         note: `insert ${round(count / ((inserted - start) / 1000), 0)}/s, drain ${round(count / ((end - inserted) / 1000), 0)}/s`,
-      },
+      }),
     ];
   } finally {
     rss.stop();

@@ -57,17 +57,50 @@ export function round(value: number, digits = 2): number {
   return Math.round(value * factor) / factor;
 }
 
+/** The RSS figures of the measured process (see `startRssSampler`). */
+export interface RssSampler {
+  peakMb(): number;
+  maxRssMb(): number;
+  startMb: number;
+  stop(): void;
+}
+
+/**
+ * An `ok` result: `count` messages in `seconds` (msgs/s is their ratio), the RSS figures of `rss`,
+ * and p50/p99 when the benchmark measures latency.
+ */
+export function okResult(
+  name: string,
+  figures: {
+    count: number;
+    seconds: number;
+    rss: RssSampler;
+    note: string;
+    latency?: { p50: number | null; p99: number | null };
+  },
+): BenchResult {
+  const { count, seconds, rss, note, latency } = figures;
+  return {
+    name,
+    msgs_per_s: round(count / seconds, 0),
+    p50_ms: latency?.p50 ?? null,
+    p99_ms: latency?.p99 ?? null,
+    peak_rss_mb: rss.peakMb(),
+    max_rss_mb: rss.maxRssMb(),
+    start_rss_mb: rss.startMb,
+    count,
+    seconds: round(seconds, 3),
+    status: 'ok',
+    note,
+  };
+}
+
 /**
  * Samples `process.memoryUsage().rss` every 20 ms. A benchmark that blocks the event loop for long
  * stretches is sampled less often, which is why `maxRSS` (the kernel's high-water mark) is reported
  * beside it.
  */
-export function startRssSampler(intervalMs = 20): {
-  peakMb(): number;
-  maxRssMb(): number;
-  startMb: number;
-  stop(): void;
-} {
+export function startRssSampler(intervalMs = 20): RssSampler {
   let peak = process.memoryUsage().rss;
   const startMb = round(peak / MB, 1);
   const timer = setInterval(() => {
