@@ -466,7 +466,6 @@ export function envelopeSizeBytes(envelope: Envelope): number {
  */
 export function envelopeOver(envelope: Envelope, limit: number): boolean {
   let bound = envelope.body.byteLength;
-  if (bound > limit) return envelopeSizeBytes(envelope) > limit;
   const headers = envelope.headers;
   for (const name in headers) {
     const value: unknown = headers[name];

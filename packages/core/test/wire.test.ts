@@ -5,7 +5,13 @@ import fc from 'fast-check';
 import { DecodeError, ValidationError } from '../src/errors.js';
 import type { Message } from '../src/message.js';
 import type { Envelope } from '../src/transport.js';
-import { type ContentMode, decodeEnvelope, encodeMessage, envelopeSizeBytes } from '../src/wire.js';
+import {
+  type ContentMode,
+  decodeEnvelope,
+  encodeMessage,
+  envelopeOver,
+  envelopeSizeBytes,
+} from '../src/wire.js';
 
 const modes: readonly ContentMode[] = ['binary', 'structured'];
 const utf8 = new TextEncoder();
@@ -419,4 +425,27 @@ describe('wire: property', () => {
       );
     });
   }
+});
+
+describe('wire: envelopeOver', () => {
+  it('says over exactly when the UTF-8 size is over, right at the limit too', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 40 }),
+        fc.dictionary(
+          fc.string({ minLength: 1, maxLength: 8 }),
+          fc.string({ unit: 'binary', maxLength: 20 }),
+          {
+            maxKeys: 4,
+          },
+        ),
+        fc.integer({ min: -3, max: 3 }),
+        (text, headers, offset) => {
+          const envelope: Envelope = { id: 'i', type: 't', headers, body: Buffer.from(text, 'utf8') };
+          const limit = envelopeSizeBytes(envelope) + offset;
+          assert.equal(envelopeOver(envelope, limit), envelopeSizeBytes(envelope) > limit);
+        },
+      ),
+    );
+  });
 });
