@@ -54,6 +54,7 @@ export {
   matchesPattern,
 } from './names.js';
 export * from './outbox-relay.js';
+export { seededRandom } from './random.js';
 export type { RetryPolicy } from './retry.js';
 export { defaultRetryPolicy, nextRetryDelay, resolveRetryPolicy } from './retry.js';
 export type {

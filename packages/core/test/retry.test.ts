@@ -2,20 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ConfigurationError } from '../src/errors.js';
+import { seededRandom } from '../src/random.js';
 import type { RetryPolicy } from '../src/retry.js';
 import { defaultRetryPolicy, nextRetryDelay, resolveRetryPolicy } from '../src/retry.js';
-
-/** mulberry32: a small seeded generator of numbers in [0, 1), so jitter is reproducible. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const noJitter = (partial: Partial<RetryPolicy>) => resolveRetryPolicy({ jitter: 0, ...partial });
 const delays = (policy: RetryPolicy, random?: () => number) =>

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { createBus, toTransportTopology } from '@courier/core';
+import { createBus, seededRandom, toTransportTopology } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import type { Child } from './crash/harness.js';
 import {
@@ -24,7 +24,7 @@ import {
   snapshot,
 } from './crash/harness.js';
 import type { KillStage } from './crash/shared.js';
-import { createAppTables, Job, killStages, prng, topology, workerQueue } from './crash/shared.js';
+import { createAppTables, Job, killStages, topology, workerQueue } from './crash/shared.js';
 
 const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -35,7 +35,7 @@ describe('crash tests: SIGKILLed processes sharing one SQLite file', () => {
   it('every resolved publish is handled at least once and takes effect exactly once, through 36 kills', {
     timeout: 180_000,
   }, async (t) => {
-    const random = prng(seed);
+    const random = seededRandom(seed);
     const started = Date.now();
     const children = new Children();
     const dir = mkdtempSync(join(tmpdir(), 'courier-crash-'));

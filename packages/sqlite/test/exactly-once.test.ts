@@ -13,18 +13,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
-import { createBus, toTransportTopology } from '@courier/core';
+import { createBus, seededRandom, toTransportTopology } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import { Children, consumerFile, eventually, snapshot } from './crash/harness.js';
 import type { KillStage } from './crash/shared.js';
-import { createAppTables, Job, killStages, prng, topology, workerQueue } from './crash/shared.js';
+import { createAppTables, Job, killStages, topology, workerQueue } from './crash/shared.js';
 
 const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
 it('SIGKILLed inside ctx.transact 28 times: each effect and its output stored exactly once, together', {
   timeout: 180_000,
 }, async (t) => {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const started = Date.now();
   const children = new Children();
   const dir = mkdtempSync(join(tmpdir(), 'courier-crash-'));

@@ -21,7 +21,7 @@ import { createInterface } from 'node:readline';
 import { it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { ConsumeMiddleware, OutboxSource } from '@courier/core';
-import { createBus, inbox } from '@courier/core';
+import { createBus, inbox, seededRandom } from '@courier/core';
 import { type SqliteOutbox, sqlite } from '@courier/sqlite';
 import Database from 'better-sqlite3';
 import { customerOf, hasDedupId, OrderPlaced } from './relay/shared.js';
@@ -34,16 +34,6 @@ const seed = Number(process.env.RELAY_KILL_SEED ?? Math.floor(Math.random() * 2 
 // The SQLite outbox is an OutboxSource as it is (a compile-time check).
 const _structural: (outbox: SqliteOutbox) => OutboxSource = (outbox) => outbox;
 void _structural;
-
-/** A small seeded PRNG (mulberry32), so a failing run can be replayed. */
-function prng(state: number): () => number {
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -116,7 +106,7 @@ it('the relay SIGKILLed 12 times, 6 of them between publish and remove: every or
   timeout: 60_000,
 }, async (t) => {
   t.diagnostic(`RELAY_KILL_SEED=${seed}`);
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'courier-relay-kill-'));
   const appDb = join(dir, 'app.db');

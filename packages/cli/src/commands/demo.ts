@@ -3,6 +3,7 @@
  * carts from `GET /inventory`), waits until every one settles, then checks the system's invariants in
  * the broker file itself (`checks.ts`) and prints a summary. Exit 0 only if every check passed.
  */
+import { seededRandom } from '@courier/core';
 import type { SqliteTransport } from '@courier/sqlite';
 import type { Command, Io } from '../args.js';
 import {
@@ -127,7 +128,7 @@ async function demo(options: {
     weight: Math.sqrt(Math.max(i.stock, 1)),
   }));
   if (skus.length === 0) throw new CommandError(`GET ${base}/inventory lists no sku`);
-  const random = options.seed === undefined ? Math.random : mulberry32(options.seed);
+  const random = options.seed === undefined ? Math.random : seededRandom(options.seed);
   const pick = (pool: { sku: string; weight: number }[]) => {
     let r = random() * pool.reduce((sum, s) => sum + s.weight, 0);
     let index = 0;
@@ -433,17 +434,6 @@ class Progress {
     this.update(placed, settled, refused, true);
     if (this.tty) this.io.out.write('\n');
   }
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 function percentile(sorted: readonly number[], p: number): number {

@@ -76,18 +76,6 @@ export function createAppTables(db: SqliteDatabase): void {
   db.exec(`CREATE INDEX IF NOT EXISTS app_effects_seq ON app_effects (seq)`);
 }
 
-/** Small deterministic PRNG (mulberry32), so a failing run can be replayed with its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 /** Reads an integer environment variable, or `fallback`. */
 export function envInt(name: string, fallback: number): number {
   const raw = process.env[name];
