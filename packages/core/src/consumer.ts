@@ -87,7 +87,10 @@ interface PendingBatch {
 export class QueueConsumer {
   private handle: ConsumerHandle | undefined;
   private buffer: Work[] = [];
+  /** Deliveries holding a handler slot: from dispatch until their settle is sent. */
   private readonly running = new Set<Work>();
+  /** Deliveries taken and not yet done with: running, or waiting for their settle to commit. */
+  private inProcess = 0;
   private readonly idle = new Set<() => void>();
   private dispatchScheduled = false;
   private stopping = false;
@@ -156,6 +159,7 @@ export class QueueConsumer {
       // shift() is constant time in V8; splice(0, 1) moves the whole buffer.
       const work = index === 0 ? this.buffer.shift()! : this.buffer.splice(index, 1)[0]!;
       this.running.add(work);
+      this.inProcess++;
       void this.process(work);
     }
   }
@@ -186,10 +190,15 @@ export class QueueConsumer {
     return best;
   }
 
-  /** Settles `work` once; later attempts (after a stop deadline or a kill) do nothing. */
+  /**
+   * Settles `work` once; later attempts (after a stop deadline or a kill) do nothing. The handler is
+   * done once its settle is sent: its slot goes to the next delivery while the transport commits
+   * (`concurrency` bounds handlers; the transport's `prefetch` bounds what is not yet settled).
+   */
   private settle(work: Work, action: () => Promise<boolean>): Promise<boolean> {
     if (work.settled || this.killed) return Promise.resolve(false);
     work.settled = true;
+    if (this.running.delete(work)) this.scheduleDispatch();
     try {
       return action();
     } catch (error) {
@@ -214,9 +223,8 @@ export class QueueConsumer {
       this.deps.emit({ kind: 'error', error, queue: this.queue });
     } finally {
       // Here rather than in a .finally() in dispatch: one promise and one closure fewer per message.
-      this.running.delete(work);
-      if (this.running.size === 0) for (const wake of this.idle) wake();
-      this.scheduleDispatch();
+      if (this.running.delete(work)) this.scheduleDispatch();
+      if (--this.inProcess === 0) for (const wake of this.idle) wake();
     }
   }
 
@@ -662,7 +670,7 @@ export class QueueConsumer {
         }),
       );
     }
-    if (this.running.size > 0) {
+    if (this.inProcess > 0) {
       let timer: ReturnType<Clock['setTimeout']> | undefined;
       await Promise.race([
         new Promise<void>((resolve) => this.idle.add(resolve)),
