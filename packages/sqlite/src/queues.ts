@@ -3,13 +3,14 @@ import type {
   DeadLetterFilter,
   DeadLetterInfo,
   DeadLetterPage,
-  Envelope,
   PublishItem,
   QueueStats,
   Topology,
 } from '@courier/core';
 import { matchesHeaders, matchesPattern, NoRouteError } from '@courier/core';
 import type Database from 'better-sqlite3';
+import type { ClaimedRow, StoredItem } from './rows.js';
+import { BYPASS_DEDUP, DROP_IF_NO_QUEUE, Item, NO_HEADERS, parseHeaders, Row, toStoredItem } from './rows.js';
 import type { SqliteDatabase } from './schema.js';
 
 const READY = 0;
@@ -21,10 +22,8 @@ const DEAD = 4;
 /** The largest claim statement; bigger claims run it several times. */
 const MAX_CLAIM_CHUNK = 1024;
 
-/** A row leased by a claim, as the claim statement returns it. */
-export interface ClaimedRow {
-  seq: number;
-  attempt: number;
+/** A message row taken out of the queue to become a dead letter. */
+interface TakenRow {
   id: string;
   type: string;
   key: string | null;
@@ -32,23 +31,8 @@ export interface ClaimedRow {
   expires_at: number | null;
   dedup_id: string | null;
   headers: string;
-  /** TEXT for JSON bodies Courier wrote (`bodyText`), a BLOB otherwise. */
   body: string | Buffer;
 }
-
-/** A claimed row as the claim statement returns it in raw mode, in `ClaimedRow`'s field order. */
-type ClaimedTuple = [
-  number,
-  number,
-  string,
-  string,
-  string | null,
-  number,
-  number | null,
-  string | null,
-  string,
-  string | Buffer,
-];
 
 interface Binding {
   queueId: number;
@@ -74,14 +58,14 @@ export class SqliteQueues {
   private bindings: Binding[] = [];
   private readonly routes = new Map<string, Binding[]>();
   private topologyVersion = -1;
+  /** The earliest time a row made `scheduled` since `takeScheduled`, so the transport knows when to look again. */
+  private scheduledAt = Number.POSITIVE_INFINITY;
   private readonly s;
 
   constructor(
     private readonly db: SqliteDatabase,
     private readonly dedupWindowMs: number,
     private readonly now: () => number,
-    /** Told of every row made `scheduled`, so the transport knows when to look again. */
-    private readonly onScheduled: (at: number) => void,
   ) {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
@@ -198,6 +182,17 @@ export class SqliteQueues {
     };
   }
 
+  private noteScheduled(at: number): void {
+    if (at < this.scheduledAt) this.scheduledAt = at;
+  }
+
+  /** The earliest time a write since the last call made a row due (Infinity for none), and forgets it. */
+  takeScheduled(): number {
+    const at = this.scheduledAt;
+    this.scheduledAt = Number.POSITIVE_INFINITY;
+    return at;
+  }
+
   /** The queue's id, or undefined when it does not exist. */
   queueId(name: string): number | undefined {
     const cached = this.queueIds.get(name);
@@ -268,53 +263,61 @@ export class SqliteQueues {
     return matching;
   }
 
-  /** Routes and stores `item`; resolves how many queue copies were stored. Throws NoRouteError for a missing queue. */
+  /** Routes and stores `item`; returns how many queue copies were stored. Throws NoRouteError for a missing queue. */
   publish(item: PublishItem, now: number): number {
-    const { envelope } = item;
+    return this.publishStored(toStoredItem(item), now);
+  }
+
+  /** `publish` for an item already in its stored form (the writer thread receives these). */
+  publishStored(item: StoredItem, now: number): number {
+    const to = item[Item.QUEUE];
     let queueIds: number[];
-    if (item.to.kind === 'queue') {
-      const id = this.queueId(item.to.queue);
+    if (to !== null) {
+      const id = this.queueId(to);
       if (id === undefined) {
-        if (item.dropIfNoQueue) return 0;
-        throw new NoRouteError(`queue '${item.to.queue}' does not exist (message '${envelope.type}')`);
+        if (item[Item.FLAGS] & DROP_IF_NO_QUEUE) return 0;
+        throw new NoRouteError(`queue '${to}' does not exist (message '${item[Item.TYPE]}')`);
       }
       queueIds = [id];
     } else {
       queueIds = [];
-      for (const b of this.bindingsFor(envelope.type)) {
-        if (matchesHeaders(b.headers, envelope.headers) && !queueIds.includes(b.queueId)) {
+      let headers: Record<string, string> | undefined;
+      for (const b of this.bindingsFor(item[Item.TYPE])) {
+        // Header filters are rare: the stored headers are parsed only for a binding that has one.
+        if (b.headers !== undefined)
+          headers ??= parseHeaders(item[Item.HEADERS], item[Item.ID], item[Item.TYPE]);
+        if (matchesHeaders(b.headers, headers ?? NO_HEADERS) && !queueIds.includes(b.queueId)) {
           queueIds.push(b.queueId);
         }
       }
     }
     if (queueIds.length === 0) return 0;
-    const headers = storedHeaders(envelope);
+    const dedupId = item[Item.DEDUP_ID];
     let stored = 0;
     for (const queueId of queueIds) {
-      if (envelope.dedupId !== undefined && !item.bypassDedup) {
-        if (this.s.dedup.run(queueId, envelope.dedupId, now + this.dedupWindowMs, now).changes === 0)
-          continue;
+      if (dedupId !== null && !(item[Item.FLAGS] & BYPASS_DEDUP)) {
+        if (this.s.dedup.run(queueId, dedupId, now + this.dedupWindowMs, now).changes === 0) continue;
       }
-      this.insert(queueId, envelope, headers, now);
+      this.insert(queueId, item, now);
       stored++;
     }
     return stored;
   }
 
-  private insert(queueId: number, envelope: Envelope, headers: string, now: number): void {
-    const availableAt =
-      envelope.deliverAt !== undefined && envelope.deliverAt > now ? envelope.deliverAt : now;
+  private insert(queueId: number, item: StoredItem, now: number): void {
+    const deliverAt = item[Item.DELIVER_AT];
+    const availableAt = deliverAt !== null && deliverAt > now ? deliverAt : now;
     let state = availableAt > now ? SCHEDULED : READY;
-    if (state === SCHEDULED) this.onScheduled(availableAt);
-    const key = envelope.key;
+    if (state === SCHEDULED) this.noteScheduled(availableAt);
+    const key = item[Item.KEY];
     let takesKey = false;
     let takesParkedKey = false;
-    if (key !== undefined) {
+    if (key !== null) {
       const lock = this.s.keyState.get(queueId, key) as
         | { holder: number | null; parkedBy: number | null }
         | undefined;
       if (!lock) takesKey = true;
-      else if (lock.parkedBy !== null && this.s.parkedMessageId.get(lock.parkedBy) === envelope.id) {
+      else if (lock.parkedBy !== null && this.s.parkedMessageId.get(lock.parkedBy) === item[Item.ID]) {
         // The replay of the dead letter that parks this key goes back to the head of its key.
         takesParkedKey = true;
       } else state = WAITING;
@@ -322,16 +325,15 @@ export class SqliteQueues {
     const seq = this.s.insert.run(
       queueId,
       state,
-      envelope.priority ?? 0,
+      item[Item.PRIORITY],
       availableAt,
-      envelope.id,
-      envelope.type,
-      key ?? null,
-      envelope.expiresAt ?? null,
-      envelope.dedupId ?? null,
-      headers,
-      // JSON bodies go in as TEXT: reading a BLOB costs a Buffer allocation per row (about 3 us).
-      envelope.bodyText ?? envelope.body,
+      item[Item.ID],
+      item[Item.TYPE],
+      key,
+      item[Item.EXPIRES_AT],
+      item[Item.DEDUP_ID],
+      item[Item.HEADERS],
+      item[Item.BODY],
       now,
     ).lastInsertRowid as number;
     this.count(queueId, state, 1);
@@ -353,26 +355,16 @@ export class SqliteQueues {
     while (left > 0) {
       const chunk = Math.min(MAX_CLAIM_CHUNK, 2 ** Math.floor(Math.log2(left)));
       const statements = this.claimStatements(chunk);
-      // Raw rows (arrays) turned into objects here: better-sqlite3 builds row objects property by
-      // property through V8's API, which cost 1.4 of a row's 5.3 us.
-      const got = statements.select.all(queueId) as ClaimedTuple[];
+      // Raw rows (arrays), kept as arrays: better-sqlite3 builds row objects property by property
+      // through V8's API (1.4 of a row's 5.3 us), and arrays cross to the main thread cheaper.
+      const got = statements.select.all(queueId) as ClaimedRow[];
       if (got.length === 0) break;
       const leased = statements.lease.run(token, leaseUntil, queueId).changes;
       this.count(queueId, READY, -leased);
       this.count(queueId, LEASED, leased);
-      for (const r of got) {
-        rows.push({
-          seq: r[0],
-          attempt: r[1] + 1,
-          id: r[2],
-          type: r[3],
-          key: r[4],
-          priority: r[5],
-          expires_at: r[6],
-          dedup_id: r[7],
-          headers: r[8],
-          body: r[9],
-        });
+      for (const row of got) {
+        row[Row.ATTEMPT]++;
+        rows.push(row);
       }
       if (got.length < chunk) break;
       left -= chunk;
@@ -423,7 +415,7 @@ export class SqliteQueues {
     if (!done) return false;
     this.count(queueId, LEASED, -1);
     this.count(queueId, to, 1);
-    if (scheduled) this.onScheduled(availableAt);
+    if (scheduled) this.noteScheduled(availableAt);
     return true;
   }
 
@@ -432,20 +424,14 @@ export class SqliteQueues {
   }
 
   deadLetter(seq: number, token: number, info: DeadLetterInfo): boolean {
-    const row = this.s.takeForDeadLetter.get(seq, token) as
-      | (Omit<ClaimedRow, 'seq' | 'attempt'> & { queueId: number })
-      | undefined;
+    const row = this.s.takeForDeadLetter.get(seq, token) as (TakenRow & { queueId: number }) | undefined;
     if (!row) return false;
     this.count(row.queueId, LEASED, -1);
     this.storeDeadLetter(row.queueId, row, info);
     return true;
   }
 
-  private storeDeadLetter(
-    queueId: number,
-    row: Omit<ClaimedRow, 'seq' | 'attempt'>,
-    info: DeadLetterInfo,
-  ): void {
+  private storeDeadLetter(queueId: number, row: TakenRow, info: DeadLetterInfo): void {
     const parks = info.parkKey === true && row.key !== null;
     const deadLetterId = this.s.insertDeadLetter.run(
       queueId,
@@ -474,10 +460,10 @@ export class SqliteQueues {
 
   /** A claimed row whose time ran out goes to the dead letters instead of a consumer. */
   expire(row: ClaimedRow, token: number, now: number): void {
-    this.deadLetter(row.seq, token, {
+    this.deadLetter(row[Row.SEQ], token, {
       reason: 'expired',
-      errorMessage: `expired at ${new Date(row.expires_at!).toISOString()} before it was delivered`,
-      attempts: row.attempt - 1,
+      errorMessage: `expired at ${new Date(row[Row.EXPIRES_AT]!).toISOString()} before it was delivered`,
+      attempts: row[Row.ATTEMPT] - 1,
       queue: '',
       failedAt: now,
     });
@@ -491,7 +477,7 @@ export class SqliteQueues {
       return;
     }
     const scheduled = next.availableAt > this.now();
-    if (scheduled) this.onScheduled(next.availableAt);
+    if (scheduled) this.noteScheduled(next.availableAt);
     this.s.wake.run(scheduled ? SCHEDULED : READY, next.seq);
     this.count(queueId, WAITING, -1);
     this.count(queueId, scheduled ? SCHEDULED : READY, 1);
@@ -723,75 +709,4 @@ function bodyOf(stored: string | Buffer): { body: Uint8Array; bodyText?: string 
 
 function sortKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
   return Object.fromEntries(Object.entries(headers).sort(([a], [b]) => a.localeCompare(b)));
-}
-
-// Rows hold the envelope's headers as JSON, minus what the row already says: the CloudEvents
-// attributes every Courier binary-mode envelope carries are left out and put back on read. That is a
-// third of a row's bytes (fewer pages written per commit) and of the JSON work per message.
-// A compact value starts with a flag character; plain JSON (rows written by hand or by another tool)
-// starts with '{' and is read as it is.
-const COMPACT = 'c';
-/** Compact, and `ce-correlationid` equals the id too. */
-const COMPACT_SELF_CORRELATED = 'C';
-const SPEC_VERSION = '1.0';
-const JSON_TYPE = 'application/json';
-
-/** The `headers` column for `envelope`: compact when it has the attributes the row can restore. */
-function storedHeaders(envelope: Envelope): string {
-  const h = envelope.headers;
-  if (
-    h['ce-id'] !== envelope.id ||
-    h['ce-type'] !== envelope.type ||
-    h['ce-specversion'] !== SPEC_VERSION ||
-    h['content-type'] !== JSON_TYPE
-  ) {
-    return JSON.stringify(h);
-  }
-  const selfCorrelated = h['ce-correlationid'] === envelope.id;
-  const rest: Record<string, string> = {};
-  for (const name in h) {
-    if (
-      name === 'ce-id' ||
-      name === 'ce-type' ||
-      name === 'ce-specversion' ||
-      name === 'content-type' ||
-      (selfCorrelated && name === 'ce-correlationid')
-    )
-      continue;
-    rest[name] = h[name]!;
-  }
-  return (selfCorrelated ? COMPACT_SELF_CORRELATED : COMPACT) + JSON.stringify(rest);
-}
-
-/**
- * Headers as stored, for the row's `id` and `type`. A row written by something else with headers
- * that are not a JSON object of strings yields no headers at all, so the consumer's decode fails and
- * dead-letters it (`decode`) instead of the transport throwing on every claim.
- */
-export function parseHeaders(text: string, id: string, type: string): Record<string, string> {
-  const flag = text.charCodeAt(0);
-  const compact = flag === 0x63 /* c */ || flag === 0x43; /* C */
-  const parsed = parseStringObject(compact ? text.slice(1) : text);
-  if (!compact || parsed === undefined) return parsed ?? {};
-  const headers: Record<string, string> = {
-    'ce-specversion': SPEC_VERSION,
-    'ce-id': id,
-    'ce-type': type,
-    'content-type': JSON_TYPE,
-  };
-  if (flag === 0x43) headers['ce-correlationid'] = id;
-  for (const name in parsed) headers[name] = parsed[name]!;
-  return headers;
-}
-
-function parseStringObject(text: string): Record<string, string> | undefined {
-  try {
-    const value: unknown = JSON.parse(text);
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
-    const record = value as Record<string, unknown>;
-    for (const name in record) if (typeof record[name] !== 'string') return undefined;
-    return record as Record<string, string>;
-  } catch {
-    return undefined;
-  }
 }

@@ -1,8 +1,11 @@
 import type { Destination, Envelope, PublishItem, SagaStore } from '@courier/core';
 import type { SqliteDatabase } from './schema.js';
 
-/** Runs `work` in the transport's next group commit. */
-export type WriteRunner = <T>(work: (now: number) => T) => Promise<T>;
+/** The transport's group-committed saga writes (they run where its other writes run, maybe on its writer thread). */
+export interface SagaWrites {
+  save(saga: string, key: string, stateJson: string, expectedVersion: number): Promise<boolean>;
+  remove(saga: string, key: string, expectedVersion: number): Promise<boolean>;
+}
 
 /**
  * Saga state in the broker's file (`courier_saga_state`), with a version column for optimistic
@@ -14,7 +17,8 @@ export class SqliteSagaStore implements SagaStore {
 
   constructor(
     db: SqliteDatabase,
-    private readonly write: WriteRunner,
+    /** Absent where the store only runs inside transactions (the writer thread). */
+    private readonly writes?: SagaWrites,
   ) {
     this.s = {
       load: db.prepare(`SELECT state, version FROM courier_saga_state WHERE saga = ? AND key = ?`),
@@ -34,16 +38,25 @@ export class SqliteSagaStore implements SagaStore {
   }
 
   save(saga: string, key: string, state: unknown, expectedVersion: number): Promise<boolean> {
-    return this.write((now) => this.saveIn(saga, key, state, expectedVersion, now));
+    return this.asyncWrites().save(saga, key, JSON.stringify(state), expectedVersion);
   }
 
   remove(saga: string, key: string, expectedVersion: number): Promise<boolean> {
-    return this.write(() => this.removeIn(saga, key, expectedVersion));
+    return this.asyncWrites().remove(saga, key, expectedVersion);
+  }
+
+  private asyncWrites(): SagaWrites {
+    if (!this.writes) throw new Error('this saga store only writes inside a transaction (saveIn, removeIn)');
+    return this.writes;
   }
 
   /** Synchronous save for use inside a transaction the caller holds. */
   saveIn(saga: string, key: string, state: unknown, expectedVersion: number, now = Date.now()): boolean {
-    const json = JSON.stringify(state);
+    return this.saveJsonIn(saga, key, JSON.stringify(state), expectedVersion, now);
+  }
+
+  /** `saveIn` with the state already serialized. */
+  saveJsonIn(saga: string, key: string, json: string, expectedVersion: number, now: number): boolean {
     if (expectedVersion === 0) return this.s.insert.run(saga, key, json, now).changes === 1;
     return this.s.update.run(json, now, saga, key, expectedVersion).changes === 1;
   }

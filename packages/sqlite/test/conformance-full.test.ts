@@ -1,3 +1,4 @@
 import { runSqliteSuite } from './conformance-suite.js';
 
-runSqliteSuite('FULL');
+// FULL with every batch on the writer thread: the thread's path through the whole suite.
+runSqliteSuite('FULL', 'always');

@@ -1,3 +1,3 @@
 import { runSqliteSuite } from './conformance-suite.js';
 
-runSqliteSuite('NORMAL');
+runSqliteSuite('NORMAL', 'auto');

@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { decodeEnvelope } from '@courier/core';
 import type { SqliteDatabase } from '@courier/sqlite';
-import { parseHeaders } from '../../src/queues.js';
+import { parseHeaders } from '../../src/rows.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 /** The repository root: `--import tsx` resolves from there. */

@@ -1,0 +1,152 @@
+/**
+ * Where the transport's batches run. `InlineWriter` runs them on the event loop, on the transport's
+ * own connection (`:memory:`, or `writerThread: false`). `ThreadWriter` hands them to a worker thread
+ * with a connection of its own (writer-thread.ts), so SQLite works on the second core while the event
+ * loop encodes, decodes and runs handlers: up to two batches are in flight, run in the order sent.
+ */
+import { Worker } from 'node:worker_threads';
+import { CourierError, NoRouteError, TransportError } from '@courier/core';
+import type { Batch, BatchResult, BatchRunner } from './batch.js';
+import type { Synchronous } from './schema.js';
+
+/** Runs the transport's batches, one transaction each (or several queued ones in one). */
+export interface Writer {
+  /** Runs `batch`; `done` receives its result (at once for the inline writer). */
+  run(batch: Batch, done: (result: BatchResult) => void): void;
+  close(): Promise<void>;
+}
+
+/** Runs a batch on the transport's own connection, before `run` returns. */
+export class InlineWriter implements Writer {
+  constructor(private readonly runner: BatchRunner) {}
+
+  run(batch: Batch, done: (result: BatchResult) => void): void {
+    done(this.runner.run(batch));
+  }
+
+  async close(): Promise<void> {}
+}
+
+/** What the writer thread needs to open its connection (workerData). */
+export interface WriterThreadData {
+  readonly path: string;
+  readonly synchronous: Synchronous;
+  readonly busyTimeoutMs: number;
+  readonly cacheSizeMb: number;
+  readonly dedupWindowMs: number;
+}
+
+/** Messages from the writer thread. */
+export type WriterMessage =
+  | { readonly kind: 'result'; readonly result: BatchResult }
+  | { readonly kind: 'fatal'; readonly error: ErrorData };
+
+/** An error as it crosses the thread boundary. */
+export interface ErrorData {
+  readonly name: string;
+  readonly message: string;
+  readonly code?: string | undefined;
+}
+
+/** Runs batches on the writer thread, in the order sent; `done` is called from a later event-loop turn. */
+export class ThreadWriter implements Writer {
+  private readonly worker: Worker;
+  private readonly waiting: ((result: BatchResult) => void)[] = [];
+  private broken: Error | undefined;
+  private exited: Promise<void>;
+
+  constructor(data: WriterThreadData) {
+    this.worker = startWorker(data);
+    // Held only while batches are out: an idle writer must not keep the process alive.
+    this.worker.unref();
+    this.worker.on('message', (message: WriterMessage) => {
+      if (message.kind === 'fatal') this.fail(reviveError(message.error));
+      else this.settle(message.result);
+    });
+    this.worker.on('error', (error) => this.fail(error));
+    this.exited = new Promise((resolve) =>
+      this.worker.once('exit', () => {
+        this.fail(new TransportError('the sqlite writer thread exited'));
+        resolve();
+      }),
+    );
+  }
+
+  run(batch: Batch, done: (result: BatchResult) => void): void {
+    if (this.broken) {
+      done({ kind: 'failed', error: this.broken });
+      return;
+    }
+    if (this.waiting.length === 0) this.worker.ref();
+    this.waiting.push(done);
+    this.worker.postMessage(batch);
+  }
+
+  async close(): Promise<void> {
+    if (!this.broken) {
+      this.worker.ref();
+      this.worker.postMessage({ stop: true });
+    }
+    await this.exited;
+  }
+
+  private settle(result: BatchResult): void {
+    const done = this.waiting.shift();
+    if (this.waiting.length === 0) this.worker.unref();
+    done?.(reviveResult(result));
+  }
+
+  private fail(error: Error): void {
+    if (this.broken) return;
+    this.broken = new TransportError(`the sqlite writer thread failed: ${error.message}`, { cause: error });
+    for (const done of this.waiting.splice(0)) done({ kind: 'failed', error: this.broken });
+    this.worker.unref();
+  }
+}
+
+/**
+ * Compiled, the thread runs writer-thread.js beside this file. From TypeScript source (tests, `npm
+ * start`), a worker does not inherit tsx's loader, so a small bootstrap registers it first.
+ */
+function startWorker(data: WriterThreadData): Worker {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const entry = new URL(fromSource ? './writer-thread.ts' : './writer-thread.js', import.meta.url);
+  if (!fromSource) return new Worker(entry, { workerData: data });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`;
+  return new Worker(bootstrap, { eval: true, workerData: data });
+}
+
+/** Errors as data, for the trip from the writer thread. */
+export function errorData(error: unknown): ErrorData {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { name: error.name, message: error.message, code: typeof code === 'string' ? code : undefined };
+  }
+  return { name: 'Error', message: String(error) };
+}
+
+/** The writer thread's result with its errors as data. */
+export function resultData(result: BatchResult): BatchResult {
+  if (result.kind === 'failed') return { kind: 'failed', error: errorData(result.error) };
+  if (result.kind === 'done' && result.errors !== undefined)
+    return { ...result, errors: result.errors.map((e) => (e === undefined ? undefined : errorData(e))) };
+  return result;
+}
+
+function reviveResult(result: BatchResult): BatchResult {
+  if (result.kind === 'failed') return { kind: 'failed', error: reviveError(result.error as ErrorData) };
+  if (result.kind === 'done' && result.errors !== undefined)
+    return {
+      ...result,
+      errors: result.errors.map((e) => (e === undefined ? undefined : reviveError(e as ErrorData))),
+    };
+  return result;
+}
+
+/** Courier's own errors come back as their class (callers test `instanceof NoRouteError`). */
+function reviveError(data: ErrorData): Error {
+  if (data.code === NoRouteError.code) return new NoRouteError(data.message);
+  if (data.code?.startsWith('COURIER_')) return new CourierError(data.code, data.message);
+  return Object.assign(new Error(data.message), { name: data.name, code: data.code });
+}
