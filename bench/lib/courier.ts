@@ -4,7 +4,7 @@
  */
 import { type Bus, defineEvent, defineTopology, type Transport } from '@courier/core';
 import { memory } from '@courier/memory';
-import { sqlite } from '@courier/sqlite';
+import { sqlite, type WriterThreadMode } from '@courier/sqlite';
 import { makePayload, payloadSchema, wallClockMs } from '../payload.js';
 import { delay } from './harness.js';
 
@@ -33,11 +33,13 @@ export const PUBLISH_WINDOW = 1_000;
 /**
  * The transport under test for a database file. `COURIER_BENCH_TRANSPORT=memory` swaps in the memory
  * transport to check the harness itself (in-process benchmarks only; figures from it mean nothing for
- * SQLite). Static imports, so the bundle the runner builds (bench/lib/build.ts) holds the transport.
+ * SQLite). `COURIER_BENCH_WRITER_THREAD` sets the transport's `writerThread` mode. Static imports, so the bundle the runner builds (bench/lib/build.ts) holds the transport.
  */
 export async function openTransport(path: string): Promise<{ transport: Transport } | { skipped: string }> {
   if (usingMemoryTransport()) return { transport: memory() };
-  return { transport: sqlite({ path }) };
+  // COURIER_BENCH_WRITER_THREAD=auto|always|never compares where the SQL runs (default: the transport's own).
+  const writerThread = process.env.COURIER_BENCH_WRITER_THREAD as WriterThreadMode | undefined;
+  return { transport: sqlite({ path, ...(writerThread ? { writerThread } : {}) }) };
 }
 
 /** True when the benchmarks use the memory transport (harness checks only). */
