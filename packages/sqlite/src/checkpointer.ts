@@ -2,52 +2,90 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 /**
- * Runs WAL checkpoints on a thread of their own, with its own connection: a checkpoint copies pages
- * into the database file and fsyncs it, which took 10+ ms on the event loop and showed up as the
- * latency tail. Every `intervalMs` it runs a PASSIVE checkpoint, which never blocks writers or
- * readers and fsyncs only when it copied something (so at most a few times a second). When the WAL
- * holds more than `restartBytes` since it last started over, it runs a RESTART, waiting at most
- * `restartWaitMs` for the writer. Plain JS evaluated in the worker, so it runs the same from source
- * (tsx) and from a build.
+ * WAL checkpoints, off the event loop: a checkpoint copies pages into the database file and fsyncs
+ * it, which took 10+ ms on the event loop and showed up as the latency tail. They run on the writer
+ * thread once a transport has one (writer-thread.ts), else on a small thread of their own
+ * (`startCheckpointer`), each time with a connection of their own.
+ *
+ * Every `intervalMs` a PASSIVE checkpoint, which never blocks writers or readers and fsyncs only
+ * when it copied something (so at most a few times a second). When the WAL holds more than
+ * `restartBytes` since it last started over, a RESTART, waiting at most `restartWaitMs` for the
+ * writer. Self-contained (no outside names), because its source text is also what the checkpoint
+ * thread runs: the same code from TypeScript source (tsx) and from a build. Returns a stop function.
  */
+export function runCheckpoints(
+  // biome-ignore lint/suspicious/noExplicitAny: the better-sqlite3 constructor, passed in so the source stands alone
+  Database: any,
+  statSync: (path: string) => { size: number },
+  path: string,
+  intervalMs: number,
+  restartBytes: number,
+  restartWaitMs: number,
+): () => void {
+  const db = new Database(path);
+  db.pragma('busy_timeout = 0');
+  // A checkpoint copies WAL frames to the file without the page cache: keep this connection's small.
+  db.pragma('cache_size = -256');
+  const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+  const restart = db.prepare('PRAGMA wal_checkpoint(RESTART)');
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  const walSize = () => {
+    try {
+      return statSync(`${path}-wal`).size;
+    } catch {
+      return 0;
+    }
+  };
+  const timer = setInterval(() => {
+    if (walSize() === 0) return;
+    // Copy what can be copied without waiting for anyone. 'log' is the number of frames in the WAL
+    // since it last started over (the file's size says nothing: it keeps its largest size).
+    let frames = 0;
+    try {
+      frames = (checkpoint.get() as { log: number }).log;
+    } catch {
+      return;
+    }
+    if (frames * pageSize < restartBytes) return;
+    // A writer that never pauses: passive checkpoints never catch up with it, so the WAL is never
+    // started over and grows without end (seen: 1.2 GB while draining a million messages, each lookup
+    // in it slower). RESTART waits briefly for the writer, copies the little the passive ones left,
+    // and lets the next commit start the WAL from its beginning. SQLite's own busy handler sleeps
+    // whole milliseconds and keeps missing the short gaps between a busy writer's commits; retrying
+    // every 0.2 ms catches one.
+    const until = Date.now() + restartWaitMs;
+    for (;;) {
+      let busy = 1;
+      try {
+        busy = (restart.get() as { busy: number }).busy;
+      } catch {
+        // Locked: retry.
+      }
+      if (busy === 0 || Date.now() >= until) break;
+      Atomics.wait(pause, 0, 0, 0.2);
+    }
+  }, intervalMs);
+  return () => {
+    clearInterval(timer);
+    db.close();
+  };
+}
+
+/** The checkpoint thread's whole program: `runCheckpoints` and a way to stop it. */
 const workerSource = `
+// tsx (keepNames) wraps inner functions in __name(); the source runs without its helper.
+const __name = (fn) => fn;
 const { statSync } = require('node:fs');
-const { parentPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.driver);
-const db = new Database(workerData.path);
-db.pragma('busy_timeout = 0');
-// A checkpoint copies WAL frames to the file without the page cache: keep this connection's small.
-db.pragma('cache_size = -256');
-const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
-const restart = db.prepare('PRAGMA wal_checkpoint(RESTART)');
-const pause = new Int32Array(new SharedArrayBuffer(4));
-const pageSize = db.pragma('page_size', { simple: true });
-const walSize = () => { try { return statSync(workerData.path + '-wal').size; } catch { return 0; } };
-const timer = setInterval(() => {
-  if (walSize() === 0) return;
-  // Copy what can be copied without waiting for anyone. 'log' is the number of frames in the WAL
-  // since it last started over (the file's size says nothing: it keeps its largest size).
-  let frames = 0;
-  try { frames = checkpoint.get().log; } catch { return; }
-  if (frames * pageSize < workerData.restartBytes) return;
-  // A writer that never pauses: passive checkpoints never catch up with it, so the WAL is never
-  // started over and grows without end (seen: 1.2 GB while draining a million messages, each lookup
-  // in it slower). RESTART waits briefly for the writer, copies the little the passive ones left,
-  // and lets the next commit start the WAL from its beginning. SQLite's own busy handler sleeps
-  // whole milliseconds and keeps missing the short gaps between a busy writer's commits; retrying
-  // every 0.2 ms catches one.
-  const until = Date.now() + workerData.restartWaitMs;
-  for (;;) {
-    let busy = 1;
-    try { busy = restart.get().busy; } catch { /* locked: retry */ }
-    if (busy === 0 || Date.now() >= until) break;
-    Atomics.wait(pause, 0, 0, 0.2);
-  }
-}, workerData.intervalMs);
+const { parentPort, workerData: w } = require('node:worker_threads');
+const stop = (${runCheckpoints.toString()})(require(w.driver), statSync, w.path, w.intervalMs, w.restartBytes, w.restartWaitMs);
 parentPort.on('message', (message) => {
-  if (message === 'stop') { clearInterval(timer); db.close(); process.exit(0); }
+  if (message === 'stop') { stop(); process.exit(0); }
 });
 `;
+
+/** How often and when checkpoints run (see `runCheckpoints`). */
+export const CHECKPOINTS = { intervalMs: 250, restartBytes: 64 * 1024 * 1024, restartWaitMs: 100 } as const;
 
 interface Running {
   readonly worker: Worker;
@@ -60,9 +98,9 @@ const running = new Map<string, Running>();
 /** Starts (or shares) the background checkpointer of the database at `path`; `stop()` releases it. */
 export function startCheckpointer(
   path: string,
-  intervalMs = 250,
-  restartBytes = 64 * 1024 * 1024,
-  restartWaitMs = 100,
+  intervalMs: number = CHECKPOINTS.intervalMs,
+  restartBytes: number = CHECKPOINTS.restartBytes,
+  restartWaitMs: number = CHECKPOINTS.restartWaitMs,
 ): { stop(): Promise<void> } {
   let entry = running.get(path);
   if (!entry) {

@@ -1,10 +1,14 @@
 /**
  * The writer thread (see writer.ts): its own connection to the file, running the transport's batches
  * in the order they arrive. When another process holds the write lock it waits here, off the event
- * loop, and keeps the batches behind in order.
+ * loop, and keeps the batches behind in order. It also runs the file's WAL checkpoints (on a third
+ * connection), so a process with a writer thread has one background thread, not two.
  */
+import { statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import { type Batch, BatchRunner } from './batch.js';
+import { CHECKPOINTS, runCheckpoints } from './checkpointer.js';
 import { SqliteQueues } from './queues.js';
 import { openDatabase } from './schema.js';
 import { SqliteSagaStore } from './stores.js';
@@ -25,6 +29,14 @@ try {
     adoptExisting: true,
     cacheSizeMb: data.cacheSizeMb,
   });
+  const stopCheckpoints = runCheckpoints(
+    Database,
+    statSync,
+    data.path,
+    CHECKPOINTS.intervalMs,
+    CHECKPOINTS.restartBytes,
+    CHECKPOINTS.restartWaitMs,
+  );
   const queues = new SqliteQueues(db, data.dedupWindowMs, Date.now);
   const runner = new BatchRunner(db, queues, new SqliteSagaStore(db));
   const queue: Batch[] = [];
@@ -54,6 +66,7 @@ try {
       if (queue.length === 1 && retryTimer === undefined) setImmediate(runQueued);
     } else {
       if (retryTimer !== undefined) clearTimeout(retryTimer);
+      stopCheckpoints();
       db.close();
       port.close();
     }

@@ -1,12 +1,15 @@
 /**
  * The background checkpointer keeps the WAL bounded while a writer never pauses: passive
- * checkpoints alone never let the WAL start over, so it would grow with every commit.
+ * checkpoints alone never let the WAL start over, so it would grow with every commit. Once a
+ * transport has a writer thread, that thread runs the checkpoints instead.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import type { PublishItem } from '@courier/core';
+import { sqlite } from '@courier/sqlite';
 import { startCheckpointer } from '../src/checkpointer.js';
 import { openDatabase } from '../src/schema.js';
 
@@ -69,3 +72,37 @@ test('a writer that never pauses: the WAL stays near its restart size instead of
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('with a writer thread, the thread checkpoints: pages reach the database file', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'courier-checkpointer-'));
+  const path = join(dir, 'courier.db');
+  const transport = sqlite({ path, writerThread: 'always' });
+  try {
+    await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
+    const before = statSync(path).size;
+    const body = Buffer.alloc(1_000, 7);
+    const items = Array.from({ length: 2_000 }, (_, n) =>
+      testItem(`00000000-0000-7000-8000-${String(n).padStart(12, '0')}`, body),
+    );
+    await transport.publish(items);
+    // Two megabytes went to the WAL; the thread's passive checkpoint (every 250 ms) copies them.
+    const deadline = Date.now() + 5_000;
+    while (statSync(path).size < before + 1_000_000 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(
+      statSync(path).size >= before + 1_000_000,
+      `the database file is ${statSync(path).size} bytes (was ${before}): nothing was checkpointed`,
+    );
+  } finally {
+    await transport.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function testItem(id: string, body: Uint8Array): PublishItem {
+  return {
+    to: { kind: 'queue', queue: 'q' },
+    envelope: { id, type: 'test.filler', headers: { 'ce-id': id, 'ce-type': 'test.filler' }, body },
+  };
+}
