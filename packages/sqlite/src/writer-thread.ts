@@ -19,6 +19,7 @@ const data = workerData as WriterThreadData;
 const post = (message: WriterMessage) => port.postMessage(message);
 
 const BUSY_RETRY_MAX_MS = 50;
+const WRITER_RESTART_WAIT_MS = 5;
 
 try {
   const db = openDatabase({
@@ -29,13 +30,16 @@ try {
     adoptExisting: true,
     cacheSizeMb: data.cacheSizeMb,
   });
+  // A RESTART waits here for a gap in other connections' writes while this thread's batches wait
+  // behind it: a few milliseconds at most (the standalone checkpoint thread may wait 100 ms); a
+  // RESTART that finds no gap is tried again at the next tick.
   const stopCheckpoints = runCheckpoints(
     Database,
     statSync,
     data.path,
     CHECKPOINTS.intervalMs,
     CHECKPOINTS.restartBytes,
-    CHECKPOINTS.restartWaitMs,
+    WRITER_RESTART_WAIT_MS,
   );
   const queues = new SqliteQueues(db, data.dedupWindowMs, Date.now);
   const runner = new BatchRunner(db, queues, new SqliteSagaStore(db));
