@@ -80,18 +80,12 @@ export function encodeMessage(message: Message, mode: ContentMode): Envelope {
   let envelope: Mutable<Envelope>;
   if (mode === 'binary') {
     const text = toJson(message.data === undefined ? null : message.data);
-    let bytes: Uint8Array | undefined;
     envelope = {
       id: message.id,
       type: message.type,
       headers: binaryHeaders(message),
-      // The bytes are made when a transport asks: one that stores the text (SQLite) never does. An own
-      // getter, so a spread of the envelope copies them. Buffer.from encodes UTF-8 like TextEncoder,
-      // a third faster on Node (0.9 vs 1.4 us).
-      get body(): Uint8Array {
-        bytes ??= Buffer.from(text, 'utf8');
-        return bytes;
-      },
+      // Buffer.from encodes UTF-8 like TextEncoder, a third faster on Node (measured: 0.9 vs 1.4 us).
+      body: Buffer.from(text, 'utf8'),
       bodyText: text,
     };
   } else if (mode === 'structured') {

@@ -733,31 +733,13 @@ class SqliteDelivery implements Delivery {
     const priority = row[Row.PRIORITY] || undefined;
     const expiresAt = row[Row.EXPIRES_AT] ?? undefined;
     const dedupId = row[Row.DEDUP_ID] ?? undefined;
-    if (typeof stored !== 'string') {
-      this.envelope = {
-        id,
-        type,
-        headers,
-        body: stored,
-        key: key ?? undefined,
-        priority,
-        expiresAt,
-        dedupId,
-      };
-      return;
-    }
-    // A JSON body is TEXT, and the decoder reads the text: the bytes are made only if someone asks
-    // (an own getter, so a spread of the envelope still copies them).
-    let bytes: Uint8Array | undefined;
     this.envelope = {
       id,
       type,
       headers,
-      get body(): Uint8Array {
-        bytes ??= Buffer.from(stored, 'utf8');
-        return bytes;
-      },
-      bodyText: stored,
+      // A JSON body is TEXT: bytes from the Buffer pool, and the text for the decoder as it is.
+      body: typeof stored === 'string' ? Buffer.from(stored, 'utf8') : stored,
+      bodyText: typeof stored === 'string' ? stored : undefined,
       key: key ?? undefined,
       priority,
       expiresAt,
