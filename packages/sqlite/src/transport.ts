@@ -23,7 +23,7 @@ import { parseHeaders, Row, toStoredItem } from './rows.js';
 import type { SqliteDatabase, Synchronous } from './schema.js';
 import { DEFAULT_CACHE_MB, openDatabase } from './schema.js';
 import { SqliteOutbox, SqliteSagaStore } from './stores.js';
-import { InlineWriter, ThreadWriter } from './writer.js';
+import { InlineWriter, ThreadWriter, type Writer } from './writer.js';
 
 /** Options of `sqlite()`; docs/sqlite.md lists them with their defaults. */
 export interface SqliteOptions {
@@ -133,6 +133,8 @@ export class SqliteTransport implements Transport {
   /** Runs batches on this connection, on the event loop: always for `:memory:`, else when the thread is idle. */
   private inline: InlineWriter | undefined;
   private thread: ThreadWriter | undefined;
+  /** Why there is no writer thread (it could not start, or died); batches then run on the event loop. */
+  private threadFailure: unknown;
   private pending: Pending[] = [];
   private batchesInFlight = 0;
   private flushScheduled = false;
@@ -212,18 +214,33 @@ export class SqliteTransport implements Transport {
   }
 
   /** Started the first time a batch needs it: a process that stays idle or writes little never pays for it. */
-  private writerThread(): ThreadWriter {
+  private writerThread(): Writer {
+    if (this.threadFailure !== undefined) return this.inline!;
     if (this.thread === undefined) {
-      this.thread = new ThreadWriter({
-        path: this.path,
-        synchronous: this.options.synchronous,
-        busyTimeoutMs: this.options.busyTimeoutMs,
-        cacheSizeMb: this.options.cacheSizeMb,
-        dedupWindowMs: this.options.dedupWindowMs,
-      });
+      try {
+        this.thread = new ThreadWriter({
+          path: this.path,
+          synchronous: this.options.synchronous,
+          busyTimeoutMs: this.options.busyTimeoutMs,
+          cacheSizeMb: this.options.cacheSizeMb,
+          dedupWindowMs: this.options.dedupWindowMs,
+        });
+      } catch (error) {
+        // No thread here (a loader it cannot find, say): the event loop runs every batch instead.
+        this.threadFailure = error;
+        return this.inline!;
+      }
       // The writer thread checkpoints from now on: one background thread (each costs ~14 MB of RSS).
       void this.checkpointer?.stop();
       this.checkpointer = undefined;
+    }
+    if (this.thread.failure !== undefined) {
+      // It died: the batches it held failed with TransportError; the event loop takes over from here,
+      // and a checkpoint thread of its own again.
+      this.threadFailure = this.thread.failure;
+      this.thread = undefined;
+      if (this.path !== ':memory:' && !this.closed) this.checkpointer = startCheckpointer(this.path);
+      return this.inline!;
     }
     return this.thread;
   }

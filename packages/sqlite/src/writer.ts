@@ -55,8 +55,9 @@ export class ThreadWriter implements Writer {
   private broken: Error | undefined;
   private exited: Promise<void>;
 
-  constructor(data: WriterThreadData) {
-    this.worker = startWorker(data);
+  /** `entry` replaces writer-thread's own file (tests). Throws when the thread cannot be started. */
+  constructor(data: WriterThreadData, entry?: URL) {
+    this.worker = startWorker(data, entry);
     // Held only while batches are out: an idle writer must not keep the process alive.
     this.worker.unref();
     this.worker.on('message', (message: WriterMessage) => {
@@ -72,6 +73,11 @@ export class ThreadWriter implements Writer {
     );
   }
 
+  /** Set once the thread failed (it could not open the file, or died); every later batch fails too. */
+  get failure(): Error | undefined {
+    return this.broken;
+  }
+
   run(batch: Batch, done: (result: BatchResult) => void): void {
     if (this.broken) {
       done({ kind: 'failed', error: this.broken });
@@ -83,10 +89,9 @@ export class ThreadWriter implements Writer {
   }
 
   async close(): Promise<void> {
-    if (!this.broken) {
-      this.worker.ref();
-      this.worker.postMessage({ stop: true });
-    }
+    // Held until it has exited, even when broken: an unref'd thread's exit may never be reported.
+    this.worker.ref();
+    if (!this.broken) this.worker.postMessage({ stop: true });
     await this.exited;
   }
 
@@ -108,9 +113,9 @@ export class ThreadWriter implements Writer {
  * Compiled, the thread runs writer-thread.js beside this file. From TypeScript source (tests, `npm
  * start`), a worker does not inherit tsx's loader, so a small bootstrap registers it first.
  */
-function startWorker(data: WriterThreadData): Worker {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const entry = new URL(fromSource ? './writer-thread.ts' : './writer-thread.js', import.meta.url);
+function startWorker(data: WriterThreadData, given?: URL): Worker {
+  const fromSource = (given?.href ?? import.meta.url).endsWith('.ts');
+  const entry = given ?? new URL(fromSource ? './writer-thread.ts' : './writer-thread.js', import.meta.url);
   if (!fromSource) return new Worker(entry, { workerData: data });
   const tsx = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`;

@@ -1,0 +1,87 @@
+/**
+ * The writer thread's failure paths: a thread that cannot start fails its batches with
+ * TransportError, and a transport whose thread died goes on with every batch on the event loop.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { PublishItem } from '@courier/core';
+import { TransportError } from '@courier/core';
+import { sqlite } from '@courier/sqlite';
+import type { BatchResult } from '../src/batch.js';
+import { ThreadWriter } from '../src/writer.js';
+
+function withDir(run: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'courier-writer-'));
+  return run(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+function item(n: number): PublishItem {
+  const id = `00000000-0000-7000-8000-${String(n).padStart(12, '0')}`;
+  return {
+    to: { kind: 'queue', queue: 'q' },
+    envelope: {
+      id,
+      type: 'test.item',
+      headers: { 'ce-id': id, 'ce-type': 'test.item' },
+      body: new TextEncoder().encode(JSON.stringify({ n })),
+    },
+  };
+}
+
+test('a writer thread that cannot start fails its batches with TransportError', () =>
+  withDir(async (dir) => {
+    const writer = new ThreadWriter(
+      {
+        path: join(dir, 'courier.db'),
+        synchronous: 'NORMAL',
+        busyTimeoutMs: 20,
+        cacheSizeMb: 1,
+        dedupWindowMs: 1_000,
+      },
+      new URL(`file://${join(dir, 'no-such-writer-thread.js')}`),
+    );
+    const result = await new Promise<BatchResult>((resolve) =>
+      writer.run({ commands: [], claims: [] }, resolve),
+    );
+    assert.equal(result.kind, 'failed');
+    assert.ok(result.kind === 'failed' && result.error instanceof TransportError, String(result));
+    assert.ok(writer.failure instanceof TransportError);
+    // Later batches fail at once, and close() still returns.
+    const later = await new Promise<BatchResult>((resolve) =>
+      writer.run({ commands: [], claims: [] }, resolve),
+    );
+    assert.equal(later.kind, 'failed');
+    await writer.close();
+  }));
+
+test('when the writer thread dies, writes go on on the event loop and nothing stored is lost', () =>
+  withDir(async (dir) => {
+    const transport = sqlite({ path: join(dir, 'courier.db'), writerThread: 'always' });
+    try {
+      await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
+      await transport.publish([item(1), item(2)]);
+      // White box: the thread itself, terminated as a crash would end it.
+      const thread = (transport as unknown as { thread: { worker: { terminate(): Promise<number> } } })
+        .thread;
+      await thread.worker.terminate();
+      await transport.publish([item(3)]);
+      const stats = await transport.stats('q');
+      assert.equal(stats.depth, 3, JSON.stringify(stats));
+      // A consumer on the same transport gets all three.
+      const seen: string[] = [];
+      const handle = await transport.consume('q', { prefetch: 10, leaseMs: 30_000 }, (delivery) => {
+        seen.push(delivery.envelope.id);
+        void delivery.ack();
+      });
+      const deadline = Date.now() + 5_000;
+      while (seen.length < 3 && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      await handle.stop();
+      assert.equal(seen.length, 3, `delivered ${seen.length} of 3`);
+    } finally {
+      await transport.close();
+    }
+  }));
