@@ -84,12 +84,14 @@ interface RowKey {
   readonly key: string | null;
 }
 
-/** A claim sent in a batch: for whom, how much room it reserved, and the wake count when sent. */
+/** A claim sent in a batch: for whom, how much room it reserved, the wake count when sent. */
 interface Asked {
   readonly consumer: LocalConsumer;
   readonly room: number;
   readonly token: number;
   readonly wakes: number;
+  /** It asked for a due check (its `nextDueAt` was set aside until the answer). */
+  readonly due: boolean;
 }
 
 interface LocalConsumer {
@@ -452,7 +454,7 @@ export class SqliteTransport implements Transport {
       if (!consumer.mayHaveMore && !due) continue;
       const token = this.tokenBase + ++this.tokenCounter;
       claims.push([consumer.queueId, room, token, consumer.options.leaseMs, due, consumer.mayHaveMore]);
-      asked.push({ consumer, room, token, wakes: this.wakes });
+      asked.push({ consumer, room, token, wakes: this.wakes, due });
       // Reserved until the batch comes back: a second batch in flight must not lease it too.
       consumer.unsettled += room;
       // Looked at again when the result says when it is due next.
@@ -479,9 +481,10 @@ export class SqliteTransport implements Transport {
   private finish(writes: Pending[], asked: Asked[], result: BatchResult): void {
     this.batchesInFlight--;
     if (result.kind !== 'done') {
-      for (const { consumer, room } of asked) {
+      for (const { consumer, room, due } of asked) {
         consumer.unsettled -= room;
-        consumer.nextDueAt = 0;
+        // Its due check did not happen: still due.
+        if (due) consumer.nextDueAt = 0;
       }
       if (result.kind === 'busy') {
         // Another process holds the write lock (inline writer): try again soon, off the event loop.
@@ -497,7 +500,9 @@ export class SqliteTransport implements Transport {
           ? error
           : new TransportError(`sqlite write failed on '${this.path}': ${error.message}`, { cause: error });
       for (const write of writes) write.reject(failure);
-      this.scheduleFlush();
+      // Writes that came while this batch was out; not the claims alone, which would fail again at
+      // once (a file that went away): they wait for the next write or poll.
+      if (this.pending.length > 0) this.scheduleFlush();
       return;
     }
     this.busyRetryMs = 1;
