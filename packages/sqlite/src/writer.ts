@@ -1,8 +1,9 @@
 /**
  * Where the transport's batches run. `InlineWriter` runs them on the event loop, on the transport's
- * own connection (`:memory:`, or `writerThread: false`). `ThreadWriter` hands them to a worker thread
- * with a connection of its own (writer-thread.ts), so SQLite works on the second core while the event
- * loop encodes, decodes and runs handlers: up to two batches are in flight, run in the order sent.
+ * own connection (`writerThread: 'never'`, `:memory:`, and small batches while the thread is idle).
+ * `ThreadWriter` hands them to a worker thread with a connection of its own (writer-thread.ts), so
+ * SQLite works on the second core while the event loop encodes, decodes and runs handlers; the
+ * transport keeps up to four batches in flight there, run in the order sent.
  */
 import { Worker } from 'node:worker_threads';
 import { CourierError, NoRouteError, TransportError } from '@courier/core';
