@@ -104,6 +104,10 @@ export class SqliteQueues {
           (queue_id, state, priority, available_at, id, type, key, expires_at, dedup_id, headers, body, enqueued_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      leaseRange: p(
+        `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
+         WHERE queue_id = ? AND state = ${READY} AND priority = ? AND seq BETWEEN ? AND ?`,
+      ),
       // No RETURNING: the caller knows the row's queue and key from its claim, and RETURNING makes
       // SQLite run the delete in two passes (about twice the cost on the hot path).
       ack: p(`DELETE FROM courier_messages WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`),
@@ -359,7 +363,16 @@ export class SqliteQueues {
       // through V8's API (1.4 of a row's 5.3 us), and arrays cross to the main thread cheaper.
       const got = statements.select.all(queueId) as ClaimedRow[];
       if (got.length === 0) break;
-      const leased = statements.lease.run(token, leaseUntil, queueId).changes;
+      // All of one priority (the usual case): they are exactly that priority's ready rows from the
+      // first seq to the last, leased by a range on the ready index instead of running the claim's
+      // scan again inside the UPDATE (12 % less SQL time per message, scratch measurement).
+      const priority = got[0]![Row.PRIORITY];
+      const last = got[got.length - 1]!;
+      const leased =
+        last[Row.PRIORITY] === priority
+          ? this.s.leaseRange.run(token, leaseUntil, queueId, priority, got[0]![Row.SEQ], last[Row.SEQ])
+              .changes
+          : statements.lease.run(token, leaseUntil, queueId).changes;
       this.count(queueId, READY, -leased);
       this.count(queueId, LEASED, leased);
       for (const row of got) {

@@ -98,3 +98,38 @@ test('claims of batches sharing a transaction lease different rows, in order', (
     assert.equal(stats.depth, 1);
     assert.equal(stats.inFlight, 4);
   }));
+
+test('a claim leases exactly the rows it returns, when priorities interleave in the queue', () =>
+  withRunner((runner, queues) => {
+    const withPriority = (n: number, priority: number): PublishItem => {
+      const base = item(n);
+      return { ...base, envelope: { ...base.envelope, priority } };
+    };
+    // seq order: high, low, high, low; a claim of 2 takes both high ones, around a low one.
+    const stored = runner.run({
+      commands: [publish(withPriority(1, 5), withPriority(2, 0), withPriority(3, 5), withPriority(4, 0))],
+      claims: [],
+    });
+    assert.equal(stored.kind, 'done');
+    const queueId = queues.requireQueueId('q');
+    const first = runner.run({ commands: [], claims: [[queueId, 2, 1, 30_000, false, true]] });
+    assert.ok(first.kind === 'done');
+    assert.deepEqual(
+      first.claims[0]![0].map((row) => JSON.parse(row[Row.BODY] as string).n),
+      [1, 3],
+    );
+    assert.deepEqual(
+      { depth: queues.stats('q', Date.now()).depth, inFlight: queues.stats('q', Date.now()).inFlight },
+      { depth: 2, inFlight: 2 },
+    );
+    // The low-priority rows between them were not leased: the next claim gets them, first attempts.
+    const second = runner.run({ commands: [], claims: [[queueId, 4, 2, 30_000, false, true]] });
+    assert.ok(second.kind === 'done');
+    assert.deepEqual(
+      second.claims[0]![0].map((row) => [JSON.parse(row[Row.BODY] as string).n, row[Row.ATTEMPT]]),
+      [
+        [2, 1],
+        [4, 1],
+      ],
+    );
+  }));
