@@ -191,7 +191,7 @@ test("synchronous 'FULL' declares durability fsync; the default NORMAL declares 
     }
   }));
 
-test('the page cache is 4 MiB unless cacheSizeMb says otherwise; a bad size is refused', () =>
+test('the page cache is 4 MiB unless cacheSizeMb says otherwise; a bad size or writerThread is refused', () =>
   inTempDir(async (dir) => {
     const small = sqlite({ path: join(dir, 'small.db') });
     const large = sqlite({ path: join(dir, 'large.db'), cacheSizeMb: 32 });
@@ -203,6 +203,8 @@ test('the page cache is 4 MiB unless cacheSizeMb says otherwise; a bad size is r
       assert.equal(large.db.pragma('cache_size', { simple: true }), -32768);
       assert.throws(() => sqlite({ cacheSizeMb: -1 }), ConfigurationError);
       assert.throws(() => sqlite({ cacheSizeMb: Number.NaN }), ConfigurationError);
+      assert.throws(() => sqlite({ writerThread: true as never }), ConfigurationError);
+      assert.throws(() => sqlite({ writerThread: 'sometimes' as never }), ConfigurationError);
     } finally {
       await small.close();
       await large.close();

@@ -85,3 +85,29 @@ test('when the writer thread dies, writes go on on the event loop and nothing st
       await transport.close();
     }
   }));
+
+test("'auto' starts the thread for a large batch only, 'never' not at all", () =>
+  withDir(async (dir) => {
+    const threadOf = (t: object) => (t as { thread?: unknown }).thread;
+    const auto = sqlite({ path: join(dir, 'auto.db') });
+    const never = sqlite({ path: join(dir, 'never.db'), writerThread: 'never' });
+    try {
+      for (const transport of [auto, never]) {
+        await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
+        // Small batches on an idle writer: the event loop runs them.
+        for (let n = 0; n < 5; n++) await transport.publish([item(n)]);
+      }
+      assert.equal(threadOf(auto), undefined);
+      // One turn with more than 32 writes: the thread takes it.
+      const many = Array.from({ length: 100 }, (_, n) => auto.publish([item(100 + n)]));
+      const none = Array.from({ length: 100 }, (_, n) => never.publish([item(100 + n)]));
+      await Promise.all([...many, ...none]);
+      assert.notEqual(threadOf(auto), undefined);
+      assert.equal(threadOf(never), undefined);
+      assert.equal((await auto.stats('q')).depth, 105);
+      assert.equal((await never.stats('q')).depth, 105);
+    } finally {
+      await auto.close();
+      await never.close();
+    }
+  }));
