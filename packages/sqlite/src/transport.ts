@@ -588,7 +588,7 @@ export class SqliteTransport implements Transport {
   }
 
   deadLetterDelivery(seq: number, token: number, info: DeadLetterInfo): Promise<boolean> {
-    return this.settle(seq, token, [Do.DEAD_LETTER, seq, token, { ...info }]);
+    return this.settle(seq, token, [Do.DEAD_LETTER, seq, token, info]);
   }
 
   extendDeliveryLease(seq: number, token: number, ms: number): Promise<boolean> {
@@ -751,21 +751,17 @@ class SqliteDelivery implements Delivery {
     this.row = { queueId, key };
     this.attempt = row[Row.ATTEMPT];
     const stored = row[Row.BODY];
-    const headers = parseHeaders(row[Row.HEADERS], id, type);
-    const priority = row[Row.PRIORITY] || undefined;
-    const expiresAt = row[Row.EXPIRES_AT] ?? undefined;
-    const dedupId = row[Row.DEDUP_ID] ?? undefined;
     this.envelope = {
       id,
       type,
-      headers,
+      headers: parseHeaders(row[Row.HEADERS], id, type),
       // A JSON body is TEXT: bytes from the Buffer pool, and the text for the decoder as it is.
       body: typeof stored === 'string' ? Buffer.from(stored, 'utf8') : stored,
       bodyText: typeof stored === 'string' ? stored : undefined,
       key: key ?? undefined,
-      priority,
-      expiresAt,
-      dedupId,
+      priority: row[Row.PRIORITY] || undefined,
+      expiresAt: row[Row.EXPIRES_AT] ?? undefined,
+      dedupId: row[Row.DEDUP_ID] ?? undefined,
     };
   }
 

@@ -14,7 +14,6 @@ import type { Synchronous } from './schema.js';
 export interface Writer {
   /** Runs `batch`; `done` receives its result (at once for the inline writer). */
   run(batch: Batch, done: (result: BatchResult) => void): void;
-  close(): Promise<void>;
 }
 
 /** Runs a batch on the transport's own connection, before `run` returns. */
@@ -24,8 +23,6 @@ export class InlineWriter implements Writer {
   run(batch: Batch, done: (result: BatchResult) => void): void {
     done(this.runner.run(batch));
   }
-
-  async close(): Promise<void> {}
 }
 
 /** What the writer thread needs to open its connection (workerData). */
