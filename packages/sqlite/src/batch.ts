@@ -34,6 +34,7 @@ export type Command =
       seq: number,
       token: number,
       queueId: number,
+      priority: number,
       key: string | null,
       outgoing: StoredItem[] | null,
     ]
@@ -120,7 +121,7 @@ export class BatchRunner {
     // One transaction function for every commit (making one per flush showed in profiles).
     this.optimistic = db.transaction((batches: readonly Batch[], values: unknown[][]): ClaimResult[][] => {
       const now = this.now();
-      this.queues.refreshBindings();
+      this.queues.begin();
       const claims: ClaimResult[][] = [];
       for (const batch of batches) {
         const batchValues: unknown[] = [];
@@ -175,7 +176,7 @@ export class BatchRunner {
       const claims = this.db
         .transaction(() => {
           const now = this.now();
-          this.queues.refreshBindings();
+          this.queues.begin();
           const claimed: ClaimResult[][] = [];
           for (const batch of batches) {
             const batchValues: unknown[] = [];
@@ -224,9 +225,9 @@ export class BatchRunner {
         return undefined;
       }
       case Do.ACK: {
-        const outgoing = command[5];
+        const outgoing = command[6];
         if (outgoing !== null) for (const item of outgoing) q.publishStored(item, now);
-        return q.ack(command[1], command[2], command[3], command[4]);
+        return q.ack(command[1], command[2], command[3], command[4], command[5]);
       }
       case Do.RETRY:
         return q.retry(command[1], command[2], command[3], command[4] ?? now, now, command[5]);

@@ -1,5 +1,4 @@
 import type {
-  DeadLetter,
   DeadLetterFilter,
   DeadLetterInfo,
   DeadLetterPage,
@@ -9,16 +8,12 @@ import type {
 } from '@courier/core';
 import { matchesHeaders, matchesPattern, NoRouteError } from '@courier/core';
 import type Database from 'better-sqlite3';
+import { listDeadLetters } from './dead-letters.js';
 import type { ClaimedRow, StoredItem } from './rows.js';
 import { BYPASS_DEDUP, DROP_IF_NO_QUEUE, Item, NO_HEADERS, parseHeaders, Row, toStoredItem } from './rows.js';
 import type { SqliteDatabase } from './schema.js';
+import { DEAD, LEASED, prepareStatements, READY, SCHEDULED, type Statements, WAITING } from './statements.js';
 
-const READY = 0;
-const SCHEDULED = 1;
-const LEASED = 2;
-const WAITING = 3;
-/** `courier_counts` keeps dead letters under this state number, next to the message states. */
-const DEAD = 4;
 /** The largest claim statement; bigger claims run it several times. */
 const MAX_CLAIM_CHUNK = 1024;
 
@@ -34,6 +29,12 @@ interface TakenRow {
   body: string | Buffer;
 }
 
+/** Count changes and settled lease rows not yet written (see `takeCounts`). */
+export interface PendingCounts {
+  readonly counts: Map<number, number[]>;
+  readonly settled: Map<number, number[]>;
+}
+
 interface Binding {
   queueId: number;
   pattern: string;
@@ -42,8 +43,20 @@ interface Binding {
 
 /**
  * The broker's operations as synchronous SQL on one connection. Every method expects to run inside a
- * transaction the caller opened (the transport batches many into one commit). Statements are
- * prepared once; none of the hot-path ones scans a table.
+ * transaction the caller opened (the transport batches many into one commit) that starts with
+ * `begin()`. Statements are prepared once; none of the hot-path ones scans a table.
+ *
+ * Leases: a claim does not rewrite the rows it takes. It writes one `courier_leases` row per
+ * priority it took from (token, first and last seq, end, rows not yet settled) and moves that
+ * priority's cursor (`courier_cursors`) to the last seq taken; the rows stay `ready`. So a `ready`
+ * row at or before its cursor is leased by the live lease whose range holds it, and the next claim
+ * starts after the cursor. Two rules keep that true: a row that becomes ready again (retry,
+ * release, a due delay, a reclaimed lease, the next message of a key) is copied to a new seq after
+ * every cursor, and a new row's seq is too (the first insert of a transaction checks). A settle deletes or moves its row and counts
+ * down its lease; the lease row goes when nothing of it is left, and a queue's cursors go with its
+ * last lease. An expired lease's rows are copied to new seqs, their attempt counted, which also
+ * fences late settles: the old seqs are gone. `extendLease` turns a row into one with a lease of its
+ * own (`state` leased, `lease_token`, `lease_until`), the form every settle also accepts.
  */
 export class SqliteQueues {
   private readonly queueIds = new Map<string, number>();
@@ -53,137 +66,75 @@ export class SqliteQueues {
    * or drops them with it (`takeCounts`, `restoreCounts`, `discardCounts`).
    */
   private pending = new Map<number, number[]>();
+  /** Rows settled per lease (token, then priority) since the last `applyCounts`, applied with the counts. */
+  private settled = new Map<number, number[]>();
+  /** Whether a lease (by token) is live, as looked up in this transaction. */
+  private readonly alive = new Map<number, boolean>();
+  /** A row inserted in this transaction already has a seq after every cursor: later ones follow it. */
+  private seqSafe = false;
   /** Claim statements by their LIMIT, a power of two (see `claim`). */
-  private readonly claims = new Map<number, { select: Database.Statement; lease: Database.Statement }>();
+  private readonly claims = new Map<number, Database.Statement>();
   private bindings: Binding[] = [];
   private readonly routes = new Map<string, Binding[]>();
   private topologyVersion = -1;
   /** The earliest time a row made `scheduled` since `takeScheduled`, so the transport knows when to look again. */
   private scheduledAt = Number.POSITIVE_INFINITY;
-  private readonly s;
+  private readonly s: Statements;
 
   constructor(
     private readonly db: SqliteDatabase,
     private readonly dedupWindowMs: number,
     private readonly now: () => number,
   ) {
-    const p = (sql: string) => db.prepare(sql);
-    this.s = {
-      queueId: p(`SELECT id FROM courier_queues WHERE name = ?`).pluck(),
-      insertQueue: p(`INSERT OR IGNORE INTO courier_queues (name, temporary) VALUES (?, ?)`),
-      insertBinding: p(
-        `INSERT OR IGNORE INTO courier_bindings (queue_id, pattern, headers) VALUES (?, ?, ?)`,
-      ),
-      allBindings: p(`SELECT queue_id AS queueId, pattern, headers FROM courier_bindings`),
-      topologyVersion: p(`SELECT value FROM courier_meta WHERE name = 'topology_version'`).pluck(),
-      bumpTopology: p(
-        `INSERT INTO courier_meta (name, value) VALUES ('topology_version', '1')
-         ON CONFLICT (name) DO UPDATE SET value = CAST(value AS INTEGER) + 1`,
-      ),
-      dedup: p(
-        `INSERT INTO courier_dedup (queue_id, dedup_id, expires_at) VALUES (?, ?, ?)
-         ON CONFLICT (queue_id, dedup_id) DO UPDATE SET expires_at = excluded.expires_at WHERE courier_dedup.expires_at <= ?`,
-      ),
-      keyState: p(
-        `SELECT holder_seq AS holder, parked_by AS parkedBy FROM courier_keys WHERE queue_id = ? AND key = ?`,
-      ),
-      parkedMessageId: p(`SELECT message_id FROM courier_dead_letters WHERE id = ?`).pluck(),
-      takeKey: p(`INSERT INTO courier_keys (queue_id, key, holder_seq) VALUES (?, ?, ?)`),
-      setKeyHolder: p(
-        `UPDATE courier_keys SET holder_seq = ?, parked_by = NULL WHERE queue_id = ? AND key = ?`,
-      ),
-      parkKey: p(`UPDATE courier_keys SET holder_seq = NULL, parked_by = ? WHERE queue_id = ? AND key = ?`),
-      dropKey: p(`DELETE FROM courier_keys WHERE queue_id = ? AND key = ?`),
-      nextWaiting: p(
-        `SELECT seq, available_at AS availableAt FROM courier_messages
-         WHERE queue_id = ? AND key = ? AND state = ${WAITING} ORDER BY seq LIMIT 1`,
-      ),
-      wake: p(`UPDATE courier_messages SET state = ? WHERE seq = ?`),
-      insert: p(
-        `INSERT INTO courier_messages
-          (queue_id, state, priority, available_at, id, type, key, expires_at, dedup_id, headers, body, enqueued_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      leaseRange: p(
-        `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
-         WHERE queue_id = ? AND state = ${READY} AND priority = ? AND seq BETWEEN ? AND ?`,
-      ),
-      // No RETURNING: the caller knows the row's queue and key from its claim, and RETURNING makes
-      // SQLite run the delete in two passes (about twice the cost on the hot path).
-      ack: p(`DELETE FROM courier_messages WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`),
-      retry: p(
-        `UPDATE courier_messages SET state = ?, available_at = ?, attempt = attempt - ?, lease_token = NULL, lease_until = NULL
-         WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
-      ),
-      extend: p(
-        `UPDATE courier_messages SET lease_until = ? WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
-      ),
-      takeForDeadLetter: p(
-        `DELETE FROM courier_messages WHERE seq = ? AND lease_token = ? AND state = ${LEASED}
-         RETURNING queue_id AS queueId, id, type, key, priority, expires_at, dedup_id, headers, body`,
-      ),
-      insertDeadLetter: p(
-        `INSERT INTO courier_dead_letters
-          (queue_id, message_id, type, key, priority, expires_at, dedup_id, headers, body, reason, error_name, error_code,
-           error_message, attempts, first_failed_at, failed_at, parks_key)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      promote: p(
-        `UPDATE courier_messages SET state = ${READY}
-         WHERE queue_id = ? AND state = ${SCHEDULED} AND available_at <= ?`,
-      ),
-      reclaim: p(
-        `UPDATE courier_messages SET state = ${READY}, lease_token = NULL, lease_until = NULL
-         WHERE queue_id = ? AND state = ${LEASED} AND lease_until <= ?`,
-      ),
-      nextScheduled: p(
-        `SELECT min(available_at) FROM courier_messages WHERE queue_id = ? AND state = ${SCHEDULED}`,
-      ).pluck(),
-      nextLeaseEnd: p(
-        `SELECT min(lease_until) FROM courier_messages WHERE queue_id = ? AND state = ${LEASED}`,
-      ).pluck(),
-      counts: p(`SELECT state, n FROM courier_counts WHERE queue_id = ?`),
-      addCount: p(
-        `INSERT INTO courier_counts (queue_id, state, n) VALUES (?, ?, ?)
-         ON CONFLICT (queue_id, state) DO UPDATE SET n = n + excluded.n RETURNING n`,
-      ).pluck(),
-      dropCounts: p(`DELETE FROM courier_counts WHERE queue_id = ?`),
-      recountMessages: p(
-        `INSERT INTO courier_counts (queue_id, state, n)
-         SELECT queue_id, state, count(*) FROM courier_messages WHERE queue_id = ? GROUP BY state`,
-      ),
-      recountDeadLetters: p(
-        `INSERT INTO courier_counts (queue_id, state, n)
-         SELECT queue_id, ${DEAD}, count(*) FROM courier_dead_letters WHERE queue_id = ? GROUP BY queue_id`,
-      ),
-      // The oldest ready row of each priority is the first of its index range: ten seeks, no scan.
-      oldestReady: p(
-        `SELECT min(enqueued_at) FROM (${Array.from(
-          { length: 10 },
-          (_, priority) =>
-            `SELECT * FROM (SELECT enqueued_at FROM courier_messages WHERE queue_id = @queueId AND state = ${READY} AND priority = ${priority} ORDER BY seq LIMIT 1)`,
-        ).join(' UNION ALL ')})`,
-      ).pluck(),
-      deadLetterById: p(
-        `SELECT id, key, parks_key AS parksKey FROM courier_dead_letters WHERE id = ? AND queue_id = ?`,
-      ),
-      deleteDeadLetter: p(`DELETE FROM courier_dead_letters WHERE id = ?`),
-      deleteQueue: p(`DELETE FROM courier_queues WHERE id = ?`),
-      deleteQueueMessages: p(`DELETE FROM courier_messages WHERE queue_id = ?`),
-      deleteQueueBindings: p(`DELETE FROM courier_bindings WHERE queue_id = ?`),
-      inboxGet: p(`SELECT value FROM courier_inbox WHERE scope = ? AND key = ? AND expires_at > ?`).pluck(),
-      inboxPut: p(
-        `INSERT INTO courier_inbox (scope, key, value, expires_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
-         WHERE courier_inbox.expires_at <= ?`,
-      ),
-      sweepInbox: p(
-        `DELETE FROM courier_inbox WHERE (scope, key) IN (SELECT scope, key FROM courier_inbox WHERE expires_at <= ? LIMIT 1000)`,
-      ),
-      sweepDedup: p(
-        `DELETE FROM courier_dedup WHERE (queue_id, dedup_id) IN (SELECT queue_id, dedup_id FROM courier_dedup WHERE expires_at <= ? LIMIT 1000)`,
-      ),
-    };
+    this.s = prepareStatements(db);
+  }
+
+  /** Call at the start of every transaction that uses these methods. */
+  begin(): void {
+    this.alive.clear();
+    this.seqSafe = false;
+    this.refreshBindings();
+  }
+
+  /** The seq after every row and every cursor: where copied rows start (a copy never reuses a seq). */
+  private seqBase(): number {
+    return Math.max(
+      (this.s.maxSeq.get() as number | null) ?? 0,
+      (this.s.maxCursor.get() as number | null) ?? 0,
+    );
+  }
+
+  private leaseAlive(token: number): boolean {
+    let alive = this.alive.get(token);
+    if (alive === undefined) {
+      alive = this.s.leaseAlive.get(token) !== undefined;
+      this.alive.set(token, alive);
+    }
+    return alive;
+  }
+
+  /** Cursors of a queue by priority (0 where it has none). */
+  private cursorsOf(queueId: number): number[] {
+    const cursors = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    for (const [priority, seq] of this.s.cursors.all(queueId) as [number, number][]) cursors[priority] = seq;
+    return cursors;
+  }
+
+  private static cursorParams(queueId: number, cursors: number[]): Record<string, number> {
+    const params: Record<string, number> = { queueId };
+    for (let p = 0; p < 10; p++) params[`c${p}`] = cursors[p]!;
+    return params;
+  }
+
+  /** Copies the rows `statement` selects to new seqs (see "Leases"); returns how many. */
+  private copy(
+    statement: Database.Statement,
+    params: Record<string, unknown>,
+    state: number,
+    availableAt: number | null,
+    bump: number,
+  ): number {
+    return statement.run({ ...params, base: this.seqBase(), state, availableAt, bump }).changes;
   }
 
   private noteScheduled(at: number): void {
@@ -232,6 +183,8 @@ export class SqliteQueues {
     const id = this.queueId(name);
     if (id === undefined) return;
     this.s.deleteQueueMessages.run(id);
+    this.s.dropQueueLeases.run(id);
+    this.s.dropCursors.run(id);
     this.s.dropCounts.run(id);
     this.pending.delete(id);
     this.s.deleteQueueBindings.run(id);
@@ -326,7 +279,7 @@ export class SqliteQueues {
         takesParkedKey = true;
       } else state = WAITING;
     }
-    const seq = this.s.insert.run(
+    const values = [
       queueId,
       state,
       item[Item.PRIORITY],
@@ -339,75 +292,106 @@ export class SqliteQueues {
       item[Item.HEADERS],
       item[Item.BODY],
       now,
-    ).lastInsertRowid as number;
+    ] as const;
+    let seq: number;
+    if (this.seqSafe) {
+      seq = this.s.insert.run(...values).lastInsertRowid as number;
+    } else {
+      // SQLite gives a new row the largest seq plus one: once the newest rows are acked, that can
+      // fall at or before a cursor, where no claim would look. The first insert of a transaction
+      // checks; the ones after it follow it.
+      const floor = (this.s.maxCursor.get() as number | null) ?? 0;
+      const last = (this.s.maxSeq.get() as number | null) ?? 0;
+      seq =
+        last > floor
+          ? (this.s.insert.run(...values).lastInsertRowid as number)
+          : (this.s.insertAt.run(floor + 1, ...values).lastInsertRowid as number);
+      this.seqSafe = true;
+    }
     this.count(queueId, state, 1);
     if (takesKey) this.s.takeKey.run(queueId, key, seq);
     if (takesParkedKey) this.s.setKeyHolder.run(seq, queueId, key);
   }
 
   /**
-   * Leases up to `limit` ready messages, highest priority first, then oldest: a SELECT of the rows,
-   * then an UPDATE of the same rows (same condition and order, same transaction), which measured a
-   * third cheaper than one UPDATE ... RETURNING. The LIMIT is a literal: a bound LIMIT makes this
+   * Leases up to `limit` ready messages, highest priority first, then oldest: per priority that has
+   * rows past its cursor, a SELECT from the cursor on, then one lease row and the cursor moved (see
+   * "Leases"): the rows themselves are not written. The LIMIT is a literal: a bound LIMIT makes this
    * SQLite build re-plan the statement at every call (a claim of two rows took 47-60 us with
    * `LIMIT ?`, 12 us with a literal). So `limit` is taken in power-of-two chunks, each a statement
-   * pair of its own, stopping at the first chunk that comes back short.
+   * of its own, stopping at the first chunk that comes back short.
    */
   claim(queueId: number, limit: number, token: number, leaseUntil: number): ClaimedRow[] {
     const rows: ClaimedRow[] = [];
+    const cursors = this.cursorsOf(queueId);
+    const priorities = this.s.claimable.all(SqliteQueues.cursorParams(queueId, cursors)) as number[];
     let left = limit;
-    while (left > 0) {
-      const chunk = Math.min(MAX_CLAIM_CHUNK, 2 ** Math.floor(Math.log2(left)));
-      const statements = this.claimStatements(chunk);
-      // Raw rows (arrays), kept as arrays: better-sqlite3 builds row objects property by property
-      // through V8's API (1.4 of a row's 5.3 us), and arrays cross to the main thread cheaper.
-      const got = statements.select.all(queueId) as ClaimedRow[];
-      if (got.length === 0) break;
-      // All of one priority (the usual case): they are exactly that priority's ready rows from the
-      // first seq to the last, leased by a range on the ready index instead of running the claim's
-      // scan again inside the UPDATE (12 % less SQL time per message, scratch measurement).
-      const priority = got[0]![Row.PRIORITY];
-      const last = got[got.length - 1]!;
-      const leased =
-        last[Row.PRIORITY] === priority
-          ? this.s.leaseRange.run(token, leaseUntil, queueId, priority, got[0]![Row.SEQ], last[Row.SEQ])
-              .changes
-          : statements.lease.run(token, leaseUntil, queueId).changes;
-      this.count(queueId, READY, -leased);
-      this.count(queueId, LEASED, leased);
-      for (const row of got) {
-        row[Row.ATTEMPT]++;
-        rows.push(row);
+    for (const priority of priorities) {
+      let after = cursors[priority]!;
+      let first = -1;
+      let taken = 0;
+      while (left > 0) {
+        const chunk = Math.min(MAX_CLAIM_CHUNK, 2 ** Math.floor(Math.log2(left)));
+        // Raw rows (arrays), kept as arrays: better-sqlite3 builds row objects property by property
+        // through V8's API (1.4 of a row's 5.3 us), and arrays cross to the main thread cheaper.
+        const got = this.claimStatement(chunk).all(queueId, priority, after) as ClaimedRow[];
+        if (got.length === 0) break;
+        if (first < 0) first = got[0]![Row.SEQ];
+        after = got[got.length - 1]![Row.SEQ];
+        for (const row of got) {
+          row[Row.ATTEMPT]++;
+          rows.push(row);
+        }
+        taken += got.length;
+        left -= got.length;
+        if (got.length < chunk) break;
       }
-      if (got.length < chunk) break;
-      left -= chunk;
+      if (taken === 0) continue;
+      this.s.addLease.run(token, priority, queueId, first, after, leaseUntil, taken);
+      this.s.setCursor.run(queueId, priority, after);
+      this.alive.set(token, true);
+      this.count(queueId, READY, -taken);
+      this.count(queueId, LEASED, taken);
+      if (left === 0) break;
     }
     return rows;
   }
 
-  private claimStatements(limit: number): { select: Database.Statement; lease: Database.Statement } {
-    let statements = this.claims.get(limit);
-    if (!statements) {
-      const ready = `FROM courier_messages WHERE queue_id = ? AND state = ${READY} ORDER BY priority DESC, seq LIMIT ${limit}`;
-      statements = {
-        select: this.db
-          .prepare(
-            `SELECT seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body ${ready}`,
-          )
-          .raw(),
-        lease: this.db.prepare(
-          `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
-           WHERE seq IN (SELECT seq ${ready})`,
-        ),
-      };
-      this.claims.set(limit, statements);
+  private claimStatement(limit: number): Database.Statement {
+    let statement = this.claims.get(limit);
+    if (!statement) {
+      statement = this.db
+        .prepare(
+          `SELECT seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body
+           FROM courier_messages WHERE queue_id = ? AND state = ${READY} AND priority = ? AND seq > ?
+           ORDER BY seq LIMIT ${limit}`,
+        )
+        .raw();
+      this.claims.set(limit, statement);
     }
-    return statements;
+    return statement;
   }
 
-  /** Deletes a delivered row under its lease; `queueId` and `key` are the row's, from its claim. */
-  ack(seq: number, token: number, queueId: number, key: string | null): boolean {
-    if (this.s.ack.run(seq, token).changes === 0) return false;
+  /** Counts a row of lease `token` settled; the lease goes once none of its rows is left (`applyCounts`). */
+  private settledOne(token: number, priority: number): void {
+    let counts = this.settled.get(token);
+    if (!counts) {
+      counts = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+      this.settled.set(token, counts);
+    }
+    counts[priority]!++;
+  }
+
+  /**
+   * Deletes a delivered row under its lease; `queueId`, `priority` and `key` are the row's, from its
+   * claim. False when the lease is gone (expired and reclaimed: the row moved) or the row is.
+   */
+  ack(seq: number, token: number, queueId: number, priority: number, key: string | null): boolean {
+    if (this.leaseAlive(token) && this.s.ackLeased.run(seq).changes === 1) {
+      this.settledOne(token, priority);
+    } else if (this.s.ack.run(seq, token).changes === 0) {
+      return false;
+    }
     this.count(queueId, LEASED, -1);
     if (key !== null) this.releaseKey(queueId, key);
     return true;
@@ -422,23 +406,49 @@ export class SqliteQueues {
     now: number,
     counted: boolean,
   ): boolean {
+    // A row under a claim's lease has not counted this attempt yet; one with a lease of its own has.
+    let row = this.leaseAlive(token)
+      ? (this.s.rowOf.get(seq) as { priority: number; key: string | null } | undefined)
+      : undefined;
+    const own = row === undefined;
+    if (own) row = this.s.explicitRowOf.get(seq, token) as typeof row;
+    if (row === undefined) return false;
+    const bump = own ? (counted ? 0 : -1) : counted ? 1 : 0;
     const scheduled = availableAt > now;
-    const to = scheduled ? SCHEDULED : READY;
-    const done = this.s.retry.run(to, availableAt, counted ? 0 : 1, seq, token).changes === 1;
-    if (!done) return false;
+    if (scheduled) {
+      this.s.schedule.run(availableAt, bump, seq);
+      this.noteScheduled(availableAt);
+    } else {
+      this.copy(this.s.copyOne, { seq }, READY, availableAt, bump);
+      this.s.deleteSeq.run(seq);
+    }
+    if (!own) this.settledOne(token, row.priority);
     this.count(queueId, LEASED, -1);
-    this.count(queueId, to, 1);
-    if (scheduled) this.noteScheduled(availableAt);
+    this.count(queueId, scheduled ? SCHEDULED : READY, 1);
     return true;
   }
 
   extendLease(seq: number, token: number, leaseUntil: number): boolean {
+    if (this.leaseAlive(token)) {
+      // Out of the claim's lease into one of its own, so it can outlive the others.
+      const priority = this.s.extendLeased.get(token, leaseUntil, seq) as number | undefined;
+      if (priority !== undefined) {
+        this.settledOne(token, priority);
+        return true;
+      }
+    }
     return this.s.extend.run(leaseUntil, seq, token).changes === 1;
   }
 
   deadLetter(seq: number, token: number, info: DeadLetterInfo): boolean {
-    const row = this.s.takeForDeadLetter.get(seq, token) as (TakenRow & { queueId: number }) | undefined;
+    let row = this.leaseAlive(token)
+      ? (this.s.takeLeasedForDeadLetter.get(seq) as (TakenRow & { queueId: number }) | undefined)
+      : undefined;
+    if (row !== undefined) this.settledOne(token, row.priority);
+    else row = this.s.takeForDeadLetter.get(seq, token) as (TakenRow & { queueId: number }) | undefined;
     if (!row) return false;
+    // The newest row may be gone: the next insert checks its seq against the cursors again.
+    this.seqSafe = false;
     this.count(row.queueId, LEASED, -1);
     this.storeDeadLetter(row.queueId, row, info);
     return true;
@@ -490,17 +500,41 @@ export class SqliteQueues {
       return;
     }
     const scheduled = next.availableAt > this.now();
-    if (scheduled) this.noteScheduled(next.availableAt);
-    this.s.wake.run(scheduled ? SCHEDULED : READY, next.seq);
+    let holder = next.seq;
+    if (scheduled) {
+      this.noteScheduled(next.availableAt);
+      this.s.wake.run(SCHEDULED, next.seq);
+    } else {
+      // Ready again: after every cursor (see "Leases").
+      this.copy(this.s.copyOne, { seq: next.seq }, READY, null, 0);
+      holder = this.s.maxSeq.get() as number;
+      this.s.deleteSeq.run(next.seq);
+    }
     this.count(queueId, WAITING, -1);
     this.count(queueId, scheduled ? SCHEDULED : READY, 1);
-    this.s.setKeyHolder.run(next.seq, queueId, key);
+    this.s.setKeyHolder.run(holder, queueId, key);
   }
 
-  /** Makes due scheduled rows ready and expired leases claimable again (the latter counts an attempt at the next claim). */
+  /**
+   * Makes due scheduled rows ready and the rows of expired leases claimable again, each copied to a
+   * new seq (see "Leases"); a row of an expired claim lease counts that claim's attempt. The key a
+   * moved row holds stays held (`holder_seq` keeps the seq it had when it took the key).
+   */
   housekeep(queueId: number, now: number): number {
-    const promoted = this.s.promote.run(queueId, now).changes;
-    const reclaimed = this.s.reclaim.run(queueId, now).changes;
+    const promoted = this.copy(this.s.copyDue, { queueId, now }, READY, null, 0);
+    if (promoted > 0) this.s.deleteDue.run(queueId, now);
+    // Rows with a lease of their own (extended) counted their attempt when they took it.
+    let reclaimed = this.copy(this.s.copyExpiredLeases, { queueId, now }, READY, null, 0);
+    if (reclaimed > 0) this.s.deleteExpiredLeases.run(queueId, now);
+    const expired = this.s.expiredLeases.all(queueId, now) as [number, number, number, number][];
+    for (const [token, priority, first, last] of expired) {
+      const moved = this.copy(this.s.copyLeaseRange, { queueId, priority, first, last }, READY, now, 1);
+      if (moved > 0) this.s.deleteLeaseRange.run(queueId, priority, first, last);
+      this.s.dropLease.run(token, priority);
+      this.alive.delete(token);
+      reclaimed += moved;
+    }
+    if (expired.length > 0 && this.s.anyLease.get(queueId) === undefined) this.s.dropCursors.run(queueId);
     this.count(queueId, SCHEDULED, -promoted);
     this.count(queueId, LEASED, -reclaimed);
     this.count(queueId, READY, promoted + reclaimed);
@@ -511,7 +545,8 @@ export class SqliteQueues {
   nextDueAt(queueId: number): number | undefined {
     const a = this.s.nextScheduled.get(queueId) as number | null;
     const b = this.s.nextLeaseEnd.get(queueId) as number | null;
-    const due = Math.min(a ?? Number.POSITIVE_INFINITY, b ?? Number.POSITIVE_INFINITY);
+    const c = this.s.nextLeaseRowEnd.get(queueId) as number | null;
+    const due = Math.min(a ?? Infinity, b ?? Infinity, c ?? Infinity);
     return Number.isFinite(due) ? due : undefined;
   }
 
@@ -540,7 +575,9 @@ export class SqliteQueues {
   stats(name: string, now: number): QueueStats {
     const queueId = this.requireQueueId(name);
     const count = this.countsOf(queueId);
-    const oldest = this.s.oldestReady.get({ queueId }) as number | null;
+    const oldest = this.s.oldestReady.get(SqliteQueues.cursorParams(queueId, this.cursorsOf(queueId))) as
+      | number
+      | null;
     return {
       queue: name,
       depth: count[READY]! + count[WAITING]!,
@@ -556,27 +593,7 @@ export class SqliteQueues {
     filter: DeadLetterFilter,
     page: { limit: number; cursor?: string | undefined },
   ): DeadLetterPage {
-    const queueId = this.requireQueueId(name);
-    const where = ['queue_id = ?', 'id > ?'];
-    const params: unknown[] = [queueId, page.cursor === undefined ? 0 : Number(page.cursor)];
-    const add = (condition: string, value: unknown) => {
-      where.push(condition);
-      params.push(value);
-    };
-    if (filter.type !== undefined) add('type = ?', filter.type);
-    if (filter.reason !== undefined) add('reason = ?', filter.reason);
-    if (filter.since !== undefined) add('failed_at >= ?', filter.since);
-    if (filter.until !== undefined) add('failed_at < ?', filter.until);
-    if (filter.ids !== undefined) {
-      where.push(`id IN (${filter.ids.map(() => '?').join(',') || 'NULL'})`);
-      params.push(...filter.ids.map(Number));
-    }
-    const rows = this.db
-      .prepare(`SELECT * FROM courier_dead_letters WHERE ${where.join(' AND ')} ORDER BY id LIMIT ?`)
-      .all(...params, page.limit + 1) as DeadLetterRow[];
-    const more = rows.length > page.limit;
-    const items = rows.slice(0, page.limit).map((row) => toDeadLetter(row, name));
-    return { items, nextCursor: more ? items.at(-1)!.deadLetterId : undefined };
+    return listDeadLetters(this.db, this.requireQueueId(name), name, filter, page);
   }
 
   removeDeadLetters(name: string, ids: readonly string[]): number {
@@ -629,7 +646,6 @@ export class SqliteQueues {
    * queue is counted again from its rows.
    */
   applyCounts(): void {
-    if (this.pending.size === 0) return;
     for (const [queueId, counts] of this.pending) {
       let drifted = false;
       for (let state = 0; state < counts.length; state++) {
@@ -639,24 +655,47 @@ export class SqliteQueues {
       if (drifted) this.recount(queueId);
     }
     this.pending.clear();
+    for (const [token, counts] of this.settled) {
+      for (let priority = 0; priority < counts.length; priority++) {
+        if (counts[priority] === 0) continue;
+        const left = this.s.settleLease.get(counts[priority], token, priority) as
+          | [number, number]
+          | undefined;
+        if (left === undefined || left[0] > 0) continue;
+        // Nothing of this lease is left; with the queue's last lease its cursors go too, so rows
+        // written behind them by hand are not passed over for good.
+        this.s.dropLease.run(token, priority);
+        this.alive.delete(token);
+        if (this.s.anyLease.get(left[1]) === undefined) this.s.dropCursors.run(left[1]);
+      }
+    }
+    this.settled.clear();
   }
 
   /** Takes the pending count changes away (to keep them aside while a savepoint may roll back). */
-  takeCounts(): Map<number, number[]> {
-    const taken = this.pending;
+  takeCounts(): PendingCounts {
+    const taken = { counts: this.pending, settled: this.settled };
     this.pending = new Map();
+    this.settled = new Map();
     return taken;
   }
 
   /** Puts count changes taken earlier back in front of the pending ones. */
-  restoreCounts(taken: Map<number, number[]>): void {
-    for (const [queueId, counts] of taken)
+  restoreCounts(taken: PendingCounts): void {
+    for (const [queueId, counts] of taken.counts)
       for (let state = 0; state < counts.length; state++) this.count(queueId, state, counts[state]!);
+    for (const [token, counts] of taken.settled)
+      for (let priority = 0; priority < counts.length; priority++)
+        for (let n = counts[priority]!; n > 0; n--) this.settledOne(token, priority);
   }
 
   /** Drops the pending count changes: their transaction rolled back. */
   discardCounts(): void {
     this.pending.clear();
+    this.settled.clear();
+    // Leases looked up or made, and rows inserted, in the rolled-back work may not exist.
+    this.alive.clear();
+    this.seqSafe = false;
   }
 
   /** Counts a queue's rows again (a full count: only after drift). */
@@ -664,60 +703,13 @@ export class SqliteQueues {
     this.s.dropCounts.run(queueId);
     this.s.recountMessages.run(queueId);
     this.s.recountDeadLetters.run(queueId);
+    // Ready rows under a claim's lease are in flight.
+    const leased = this.s.implicitlyLeased.get(queueId) as number;
+    if (leased > 0) {
+      this.s.addCount.get(queueId, READY, -leased);
+      this.s.addCount.get(queueId, LEASED, leased);
+    }
   }
-}
-
-interface DeadLetterRow {
-  id: number;
-  message_id: string;
-  type: string;
-  key: string | null;
-  priority: number;
-  expires_at: number | null;
-  dedup_id: string | null;
-  headers: string;
-  body: string | Buffer;
-  reason: string;
-  error_name: string | null;
-  error_code: string | null;
-  error_message: string | null;
-  attempts: number;
-  first_failed_at: number | null;
-  failed_at: number;
-  parks_key: number;
-}
-
-function toDeadLetter(row: DeadLetterRow, queue: string): DeadLetter {
-  return {
-    deadLetterId: String(row.id),
-    envelope: {
-      id: row.message_id,
-      type: row.type,
-      headers: parseHeaders(row.headers, row.message_id, row.type),
-      ...bodyOf(row.body),
-      key: row.key ?? undefined,
-      priority: row.priority || undefined,
-      expiresAt: row.expires_at ?? undefined,
-      dedupId: row.dedup_id ?? undefined,
-    },
-    info: {
-      reason: row.reason,
-      errorName: row.error_name ?? undefined,
-      errorCode: row.error_code ?? undefined,
-      errorMessage: row.error_message ?? undefined,
-      attempts: row.attempts,
-      queue,
-      firstFailedAt: row.first_failed_at ?? undefined,
-      failedAt: row.failed_at,
-      parkKey: row.parks_key === 1,
-    },
-  };
-}
-
-/** An envelope's `body` (and `bodyText`) from a stored body: TEXT for JSON Courier wrote, else bytes. */
-function bodyOf(stored: string | Buffer): { body: Uint8Array; bodyText?: string } {
-  if (typeof stored === 'string') return { body: Buffer.from(stored, 'utf8'), bodyText: stored };
-  return { body: stored };
 }
 
 function sortKeys(headers: Readonly<Record<string, string>>): Record<string, string> {

@@ -141,6 +141,28 @@ const migrations: readonly string[] = [
   INSERT INTO courier_counts (queue_id, state, n)
     SELECT queue_id, 4, count(*) FROM courier_dead_letters GROUP BY queue_id;
   `,
+  // 5: a claim leases a run of ready rows with one lease row instead of rewriting every row it
+  // takes (queues.ts, "Leases"). Rows stay ready; a per-queue, per-priority cursor keeps the next
+  // claim past them. A file with leases of this kind must not be read by code of version 4.
+  `
+  CREATE TABLE courier_leases (
+    token INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    queue_id INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    lease_until INTEGER NOT NULL,
+    remaining INTEGER NOT NULL,
+    PRIMARY KEY (token, priority)
+  ) WITHOUT ROWID;
+  CREATE INDEX courier_leases_expiry ON courier_leases (queue_id, lease_until);
+  CREATE TABLE courier_cursors (
+    queue_id INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (queue_id, priority)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** The Courier schema version this code writes and reads (the number of migrations). */

@@ -78,9 +78,10 @@ const MAX_BATCHES_IN_FLIGHT = 4;
 const INLINE_MAX_WRITES = 32;
 const EARLY_FLUSH_WRITES = 256;
 
-/** What an ack needs to know of its row besides the lease: its queue and its ordering key. */
+/** What an ack needs to know of its row besides the lease: its queue, priority and ordering key. */
 interface RowKey {
   readonly queueId: number;
+  readonly priority: number;
   readonly key: string | null;
 }
 
@@ -567,6 +568,7 @@ export class SqliteTransport implements Transport {
         seq,
         token,
         row.queueId,
+        row.priority,
         row.key,
         outgoing.length > 0 ? outgoing.map(toStoredItem) : null,
       ];
@@ -641,9 +643,9 @@ export class SqliteTransport implements Transport {
         .transaction(() => {
           const value = work(db);
           const now = this.now();
-          this.queues.refreshBindings();
+          this.queues.begin();
           for (const item of outgoing) this.queues.publish(item, now);
-          if (!this.queues.ack(seq, token, row.queueId, row.key)) {
+          if (!this.queues.ack(seq, token, row.queueId, row.priority, row.key)) {
             throw new TransportError(
               `the lease of message ${seq} expired before its transaction committed: rolled back`,
             );
@@ -748,7 +750,7 @@ class SqliteDelivery implements Delivery {
     const id = row[Row.ID];
     const type = row[Row.TYPE];
     const key = row[Row.KEY];
-    this.row = { queueId, key };
+    this.row = { queueId, priority: row[Row.PRIORITY], key };
     this.attempt = row[Row.ATTEMPT];
     const stored = row[Row.BODY];
     this.envelope = {

@@ -42,7 +42,7 @@ test('a new file gets WAL mode and the current schema version', () =>
     const transport = sqlite({ path: join(dir, 'courier.db') });
     try {
       await transport.start();
-      assert.equal(schemaVersion, 4);
+      assert.equal(schemaVersion, 5);
       assert.equal(transport.db.pragma('journal_mode', { simple: true }), 'wal');
       assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
       assert.equal(meta(transport, 'owner'), 'courier');
@@ -58,6 +58,8 @@ test('a new file gets WAL mode and the current schema version', () =>
         'courier_saga_state',
         'courier_outbox',
         'courier_counts',
+        'courier_leases',
+        'courier_cursors',
       ]) {
         assert.ok(tables.includes(table), `has ${table}`);
       }

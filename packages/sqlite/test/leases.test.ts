@@ -1,0 +1,228 @@
+/**
+ * Claim leases (queues.ts, "Leases"): a claim writes one lease row and moves a cursor instead of
+ * rewriting the rows it takes. These tests hold the rules that make that safe: a new row never lands
+ * behind a cursor, rows that become ready again move past it, an expired lease gives its rows back
+ * with the attempt counted and fences late settles, an extended delivery outlives its claim's lease,
+ * and nothing of a lease is left once its rows are settled.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { PublishItem } from '@courier/core';
+import { type Batch, BatchRunner, type ClaimRequest, Do } from '../src/batch.js';
+import { SqliteQueues } from '../src/queues.js';
+import { type ClaimedRow, Row, toStoredItem } from '../src/rows.js';
+import { openDatabase, type SqliteDatabase } from '../src/schema.js';
+import { SqliteSagaStore } from '../src/stores.js';
+
+interface Harness {
+  queueId: number;
+  db: SqliteDatabase;
+  queues: SqliteQueues;
+  /** Moves the runner's clock. */
+  advance(ms: number): void;
+  run(batch: Partial<Batch>): { values: unknown[]; rows: ClaimedRow[][] };
+  publish(...ns: number[]): void;
+  claim(room: number, token: number, leaseMs?: number, due?: boolean): ClaimedRow[];
+  ack(row: ClaimedRow, token: number): boolean;
+  stats(): { depth: number; inFlight: number; scheduled: number };
+  leaseRows(): number;
+  cursorRows(): number;
+}
+
+function withQueue(check: (h: Harness) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'courier-leases-'));
+  const db = openDatabase({ path: join(dir, 'courier.db'), synchronous: 'NORMAL', busyTimeoutMs: 20 });
+  let clock = Date.now();
+  try {
+    const queues = new SqliteQueues(db, 60_000, () => clock);
+    const runner = new BatchRunner(db, queues, new SqliteSagaStore(db), () => clock);
+    runner.run({ commands: [[Do.DECLARE, { queues: [{ name: 'q' }], bindings: [] }]], claims: [] });
+    const queueId = queues.queueId('q')!;
+    const run = (batch: Partial<Batch>) => {
+      const result = runner.run({ commands: batch.commands ?? [], claims: batch.claims ?? [] });
+      assert.equal(result.kind, 'done');
+      if (result.kind !== 'done') throw new Error('unreachable');
+      if (result.errors) for (const error of result.errors) if (error) throw error;
+      return { values: result.values, rows: result.claims.map((c) => c[0]) };
+    };
+    const h: Harness = {
+      queueId,
+      db,
+      queues,
+      advance: (ms) => {
+        clock += ms;
+      },
+      run,
+      publish: (...ns) => {
+        run({ commands: [[Do.PUBLISH, ns.map((n) => toStoredItem(item(n)))]] });
+      },
+      claim: (room, token, leaseMs = 30_000, due = false) => {
+        const request: ClaimRequest = [queueId, room, token, leaseMs, due, true];
+        return run({ claims: [request] }).rows[0]!;
+      },
+      ack: (row, token) =>
+        run({ commands: [[Do.ACK, row[Row.SEQ], token, queueId, row[Row.PRIORITY], row[Row.KEY], null]] })
+          .values[0] as boolean,
+      stats: () => {
+        const { depth, inFlight, scheduled } = queues.stats('q', clock);
+        return { depth, inFlight, scheduled };
+      },
+      leaseRows: () => db.prepare('SELECT count(*) FROM courier_leases').pluck().get() as number,
+      cursorRows: () => db.prepare('SELECT count(*) FROM courier_cursors').pluck().get() as number,
+    };
+    check(h);
+  } finally {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function item(n: number, options: { priority?: number } = {}): PublishItem {
+  const id = `00000000-0000-7000-8000-${String(n).padStart(12, '0')}`;
+  return {
+    to: { kind: 'queue', queue: 'q' },
+    envelope: {
+      id,
+      type: 'test.item',
+      headers: { 'ce-id': id, 'ce-type': 'test.item' },
+      body: new Uint8Array(0),
+      bodyText: JSON.stringify({ n }),
+      ...(options.priority ? { priority: options.priority } : {}),
+    },
+  };
+}
+
+const numbers = (rows: ClaimedRow[]) =>
+  rows.map((row) => (JSON.parse(row[Row.BODY] as string) as { n: number }).n);
+
+test('a claim leaves its rows as they were and the next claim starts after them', () =>
+  withQueue((h) => {
+    h.publish(1, 2, 3, 4, 5);
+    const first = h.claim(2, 101);
+    assert.deepEqual(numbers(first), [1, 2]);
+    assert.deepEqual(
+      first.map((row) => row[Row.ATTEMPT]),
+      [1, 1],
+    );
+    assert.deepEqual(numbers(h.claim(10, 102)), [3, 4, 5]);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 5, scheduled: 0 });
+    // The rows were not written by the claims: all still ready, none with a lease of its own.
+    assert.equal(h.db.prepare('SELECT count(*) FROM courier_messages WHERE state = 0').pluck().get(), 5);
+  }));
+
+test('a message published after the newest rows were acked is not hidden behind the cursor', () =>
+  withQueue((h) => {
+    h.publish(1, 2, 3);
+    const rows = h.claim(3, 201);
+    // The newest row goes while the older ones are still out: SQLite would give the next row its seq.
+    assert.equal(h.ack(rows[2]!, 201), true);
+    h.publish(4);
+    assert.deepEqual(numbers(h.claim(10, 202)), [4]);
+    assert.equal(h.ack(rows[0]!, 201), true);
+    assert.equal(h.ack(rows[1]!, 201), true);
+  }));
+
+test('every row of a lease settled: the lease row and the queue cursors are gone', () =>
+  withQueue((h) => {
+    h.publish(1, 2, 3);
+    const rows = h.claim(3, 301);
+    assert.equal(h.leaseRows(), 1);
+    assert.equal(h.cursorRows(), 1);
+    for (const row of rows) assert.equal(h.ack(row, 301), true);
+    assert.equal(h.leaseRows(), 0);
+    assert.equal(h.cursorRows(), 0);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 0, scheduled: 0 });
+  }));
+
+test('a row written by hand behind a cursor is claimed once the queue has no lease left', () =>
+  withQueue((h) => {
+    h.publish(1, 2);
+    const [one, two] = h.claim(2, 401);
+    assert.equal(h.ack(two!, 401), true);
+    // Written by another tool while row 1 is out: SQLite gives it row 2's seq, behind the cursor.
+    h.db
+      .prepare(
+        `INSERT INTO courier_messages (queue_id, state, priority, available_at, id, type, headers, body, enqueued_at)
+         VALUES (?, 0, 0, 0, 'by-hand', 'test.item', '{}', '{"n":99}', 0)`,
+      )
+      .run(h.queueId);
+    assert.deepEqual(h.claim(10, 402), [], 'hidden while lease 401 lives');
+    assert.equal(h.ack(one!, 401), true);
+    assert.deepEqual(numbers(h.claim(10, 403)), [99]);
+  }));
+
+test('an expired lease gives its rows back with the attempt counted, and late settles fail', () =>
+  withQueue((h) => {
+    h.publish(1, 2);
+    const rows = h.claim(2, 501, 1_000);
+    h.advance(1_001);
+    const again = h.claim(10, 502, 30_000, true);
+    assert.deepEqual(numbers(again), [1, 2]);
+    assert.deepEqual(
+      again.map((row) => row[Row.ATTEMPT]),
+      [2, 2],
+    );
+    assert.equal(h.ack(rows[0]!, 501), false, 'the old lease is fenced');
+    assert.equal(h.ack(again[0]!, 502), true);
+    assert.equal(h.ack(again[1]!, 502), true);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 0, scheduled: 0 });
+    assert.equal(h.leaseRows(), 0);
+  }));
+
+test('an extended delivery outlives its claim lease; its siblings come back', () =>
+  withQueue((h) => {
+    h.publish(1, 2);
+    const [one, two] = h.claim(2, 601, 1_000);
+    assert.deepEqual(h.run({ commands: [[Do.EXTEND, one![Row.SEQ], 601, 60_000]] }).values, [true]);
+    h.advance(1_001);
+    const again = h.claim(10, 602, 30_000, true);
+    assert.deepEqual(numbers(again), [2]);
+    assert.equal(h.ack(one!, 601), true, 'the extended lease still holds');
+    assert.equal(h.ack(two!, 601), false);
+    assert.equal(h.ack(again[0]!, 602), true);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 0, scheduled: 0 });
+  }));
+
+test('a retry without delay puts the row after the cursor, with or without the attempt counted', () =>
+  withQueue((h) => {
+    h.publish(1, 2, 3);
+    const [one, two] = h.claim(2, 701);
+    const retry = (row: ClaimedRow, counted: boolean) =>
+      h.run({ commands: [[Do.RETRY, row[Row.SEQ], 701, h.queueId, null, counted]] }).values[0];
+    assert.equal(retry(one!, true), true);
+    assert.equal(retry(two!, false), true);
+    assert.equal(retry(two!, false), false, 'settled once');
+    const next = h.claim(10, 702);
+    assert.deepEqual(numbers(next), [3, 1, 2]);
+    assert.deepEqual(
+      next.map((row) => row[Row.ATTEMPT]),
+      [1, 2, 1],
+    );
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 3, scheduled: 0 });
+  }));
+
+test('higher priorities first, each priority with its own cursor', () =>
+  withQueue((h) => {
+    h.run({
+      commands: [
+        [
+          Do.PUBLISH,
+          [
+            item(1),
+            item(2, { priority: 5 }),
+            item(3),
+            item(4, { priority: 5 }),
+            item(5, { priority: 9 }),
+          ].map(toStoredItem),
+        ],
+      ],
+    });
+    assert.deepEqual(numbers(h.claim(3, 801)), [5, 2, 4]);
+    h.publish(6);
+    h.run({ commands: [[Do.PUBLISH, [toStoredItem(item(7, { priority: 5 }))]]] });
+    assert.deepEqual(numbers(h.claim(10, 802)), [7, 1, 3, 6]);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 7, scheduled: 0 });
+  }));
