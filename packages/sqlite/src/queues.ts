@@ -47,14 +47,14 @@ interface Binding {
  * `begin()`. Statements are prepared once; none of the hot-path ones scans a table.
  *
  * Leases: a claim does not rewrite the rows it takes. It writes one `courier_leases` row per
- * priority it took from (token, first and last seq, end, rows not yet settled) and moves that
- * priority's cursor (`courier_cursors`) to the last seq taken; the rows stay `ready`. So a `ready`
- * row at or before its cursor is leased by the live lease whose range holds it, and the next claim
- * starts after the cursor. Two rules keep that true: a row that becomes ready again (retry,
- * release, a due delay, a reclaimed lease, the next message of a key) is copied to a new seq after
- * every cursor, and a new row's seq is too (the first insert of a transaction checks). A settle deletes or moves its row and counts
- * down its lease; the lease row goes when nothing of it is left, and a queue's cursors go with its
- * last lease. An expired lease's rows are copied to new seqs, their attempt counted, which also
+ * priority it took from (token, first and last seq, end, rows not yet settled); the rows stay
+ * `ready`. A queue's cursor for a priority is the last seq of its live leases there: a `ready` row at
+ * or before it is leased by the live lease whose range holds it, and the next claim starts after it.
+ * Two rules keep that true: a row that becomes ready again (retry, release, a due delay, a
+ * reclaimed lease, the next message of a key) is copied to a new seq after every cursor, and a new
+ * row's seq is too (the first insert of a transaction checks). A settle deletes or moves its row and
+ * counts down its lease; the lease row goes when nothing of it is left (a cursor may then move back:
+ * nothing ready is left behind it). An expired lease's rows are copied to new seqs, their attempt counted, which also
  * fences late settles: the old seqs are gone. `extendLease` turns a row into one with a lease of its
  * own (`state` leased, `lease_token`, `lease_until`), the form every settle also accepts.
  */
@@ -66,7 +66,10 @@ export class SqliteQueues {
    * or drops them with it (`takeCounts`, `restoreCounts`, `discardCounts`).
    */
   private pending = new Map<number, number[]>();
-  /** Rows settled per lease (token, then priority) since the last `applyCounts`, applied with the counts. */
+  /**
+   * Rows settled per lease since the last `applyCounts`, applied with the counts: by token, the
+   * queue's id then a count per priority.
+   */
   private settled = new Map<number, number[]>();
   /** Whether a lease (by token) is live, as looked up in this transaction. */
   private readonly alive = new Map<number, boolean>();
@@ -184,7 +187,6 @@ export class SqliteQueues {
     if (id === undefined) return;
     this.s.deleteQueueMessages.run(id);
     this.s.dropQueueLeases.run(id);
-    this.s.dropCursors.run(id);
     this.s.dropCounts.run(id);
     this.pending.delete(id);
     this.s.deleteQueueBindings.run(id);
@@ -347,8 +349,7 @@ export class SqliteQueues {
         if (got.length < chunk) break;
       }
       if (taken === 0) continue;
-      this.s.addLease.run(token, priority, queueId, first, after, leaseUntil, taken);
-      this.s.setCursor.run(queueId, priority, after);
+      this.s.addLease.run(queueId, priority, token, first, after, leaseUntil, taken);
       this.alive.set(token, true);
       this.count(queueId, READY, -taken);
       this.count(queueId, LEASED, taken);
@@ -373,13 +374,13 @@ export class SqliteQueues {
   }
 
   /** Counts a row of lease `token` settled; the lease goes once none of its rows is left (`applyCounts`). */
-  private settledOne(token: number, priority: number): void {
-    let counts = this.settled.get(token);
-    if (!counts) {
-      counts = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-      this.settled.set(token, counts);
+  private settledOne(queueId: number, priority: number, token: number, n = 1): void {
+    let settled = this.settled.get(token);
+    if (!settled) {
+      settled = [queueId, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+      this.settled.set(token, settled);
     }
-    counts[priority]!++;
+    settled[1 + priority]! += n;
   }
 
   /**
@@ -388,7 +389,7 @@ export class SqliteQueues {
    */
   ack(seq: number, token: number, queueId: number, priority: number, key: string | null): boolean {
     if (this.leaseAlive(token) && this.s.ackLeased.run(seq).changes === 1) {
-      this.settledOne(token, priority);
+      this.settledOne(queueId, priority, token);
     } else if (this.s.ack.run(seq, token).changes === 0) {
       return false;
     }
@@ -422,7 +423,7 @@ export class SqliteQueues {
       this.copy(this.s.copyOne, { seq }, READY, availableAt, bump);
       this.s.deleteSeq.run(seq);
     }
-    if (!own) this.settledOne(token, row.priority);
+    if (!own) this.settledOne(queueId, row.priority, token);
     this.count(queueId, LEASED, -1);
     this.count(queueId, scheduled ? SCHEDULED : READY, 1);
     return true;
@@ -431,9 +432,9 @@ export class SqliteQueues {
   extendLease(seq: number, token: number, leaseUntil: number): boolean {
     if (this.leaseAlive(token)) {
       // Out of the claim's lease into one of its own, so it can outlive the others.
-      const priority = this.s.extendLeased.get(token, leaseUntil, seq) as number | undefined;
-      if (priority !== undefined) {
-        this.settledOne(token, priority);
+      const row = this.s.extendLeased.get(token, leaseUntil, seq) as [number, number] | undefined;
+      if (row !== undefined) {
+        this.settledOne(row[0], row[1], token);
         return true;
       }
     }
@@ -444,7 +445,7 @@ export class SqliteQueues {
     let row = this.leaseAlive(token)
       ? (this.s.takeLeasedForDeadLetter.get(seq) as (TakenRow & { queueId: number }) | undefined)
       : undefined;
-    if (row !== undefined) this.settledOne(token, row.priority);
+    if (row !== undefined) this.settledOne(row.queueId, row.priority, token);
     else row = this.s.takeForDeadLetter.get(seq, token) as (TakenRow & { queueId: number }) | undefined;
     if (!row) return false;
     // The newest row may be gone: the next insert checks its seq against the cursors again.
@@ -530,11 +531,10 @@ export class SqliteQueues {
     for (const [token, priority, first, last] of expired) {
       const moved = this.copy(this.s.copyLeaseRange, { queueId, priority, first, last }, READY, now, 1);
       if (moved > 0) this.s.deleteLeaseRange.run(queueId, priority, first, last);
-      this.s.dropLease.run(token, priority);
+      this.s.dropLease.run(queueId, priority, token);
       this.alive.delete(token);
       reclaimed += moved;
     }
-    if (expired.length > 0 && this.s.anyLease.get(queueId) === undefined) this.s.dropCursors.run(queueId);
     this.count(queueId, SCHEDULED, -promoted);
     this.count(queueId, LEASED, -reclaimed);
     this.count(queueId, READY, promoted + reclaimed);
@@ -655,18 +655,16 @@ export class SqliteQueues {
       if (drifted) this.recount(queueId);
     }
     this.pending.clear();
-    for (const [token, counts] of this.settled) {
-      for (let priority = 0; priority < counts.length; priority++) {
-        if (counts[priority] === 0) continue;
-        const left = this.s.settleLease.get(counts[priority], token, priority) as
-          | [number, number]
-          | undefined;
-        if (left === undefined || left[0] > 0) continue;
-        // Nothing of this lease is left; with the queue's last lease its cursors go too, so rows
-        // written behind them by hand are not passed over for good.
-        this.s.dropLease.run(token, priority);
-        this.alive.delete(token);
-        if (this.s.anyLease.get(left[1]) === undefined) this.s.dropCursors.run(left[1]);
+    for (const [token, settled] of this.settled) {
+      const queueId = settled[0]!;
+      for (let priority = 0; priority < 10; priority++) {
+        const n = settled[1 + priority]!;
+        if (n === 0) continue;
+        const left = this.s.settleLease.get(n, queueId, priority, token) as number | undefined;
+        if (left !== undefined && left <= 0) {
+          this.s.dropLease.run(queueId, priority, token);
+          this.alive.delete(token);
+        }
       }
     }
     this.settled.clear();
@@ -684,9 +682,9 @@ export class SqliteQueues {
   restoreCounts(taken: PendingCounts): void {
     for (const [queueId, counts] of taken.counts)
       for (let state = 0; state < counts.length; state++) this.count(queueId, state, counts[state]!);
-    for (const [token, counts] of taken.settled)
-      for (let priority = 0; priority < counts.length; priority++)
-        for (let n = counts[priority]!; n > 0; n--) this.settledOne(token, priority);
+    for (const [token, settled] of taken.settled)
+      for (let priority = 0; priority < 10; priority++)
+        if (settled[1 + priority]! > 0) this.settledOne(settled[0]!, priority, token, settled[1 + priority]);
   }
 
   /** Drops the pending count changes: their transaction rolled back. */

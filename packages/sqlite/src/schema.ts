@@ -142,25 +142,19 @@ const migrations: readonly string[] = [
     SELECT queue_id, 4, count(*) FROM courier_dead_letters GROUP BY queue_id;
   `,
   // 5: a claim leases a run of ready rows with one lease row instead of rewriting every row it
-  // takes (queues.ts, "Leases"). Rows stay ready; a per-queue, per-priority cursor keeps the next
-  // claim past them. A file with leases of this kind must not be read by code of version 4.
+  // takes (queues.ts, "Leases"). Rows stay ready; the claim after it starts past the last seq of
+  // the live leases of that queue and priority. A file with leases of this kind must not be read by
+  // code of version 4.
   `
   CREATE TABLE courier_leases (
-    token INTEGER NOT NULL,
-    priority INTEGER NOT NULL,
     queue_id INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    token INTEGER NOT NULL,
     first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL,
     lease_until INTEGER NOT NULL,
     remaining INTEGER NOT NULL,
-    PRIMARY KEY (token, priority)
-  ) WITHOUT ROWID;
-  CREATE INDEX courier_leases_expiry ON courier_leases (queue_id, lease_until);
-  CREATE TABLE courier_cursors (
-    queue_id INTEGER NOT NULL,
-    priority INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    PRIMARY KEY (queue_id, priority)
+    PRIMARY KEY (queue_id, priority, token)
   ) WITHOUT ROWID;
   `,
 ];

@@ -49,13 +49,12 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     wake: p(`UPDATE courier_messages SET state = ? WHERE seq = ?`),
     maxSeq: p(`SELECT max(seq) FROM courier_messages`).pluck(),
-    maxCursor: p(`SELECT max(seq) FROM courier_cursors`).pluck(),
-    cursors: p(`SELECT priority, seq FROM courier_cursors WHERE queue_id = ?`).raw(),
-    setCursor: p(
-      `INSERT INTO courier_cursors (queue_id, priority, seq) VALUES (?, ?, ?)
-       ON CONFLICT (queue_id, priority) DO UPDATE SET seq = excluded.seq`,
-    ),
-    dropCursors: p(`DELETE FROM courier_cursors WHERE queue_id = ?`),
+    // A queue's cursor per priority is the last seq of its live leases (queues.ts, "Leases"): a
+    // few rows of one primary-key range. The lease table holds only live leases: a scan is cheap.
+    maxCursor: p(`SELECT max(last_seq) FROM courier_leases`).pluck(),
+    cursors: p(
+      `SELECT priority, max(last_seq) FROM courier_leases WHERE queue_id = ? GROUP BY priority`,
+    ).raw(),
     // Which priorities have rows past their cursor, highest first: ten index seeks in one statement.
     claimable: p(
       Array.from(
@@ -65,16 +64,15 @@ export function prepareStatements(db: SqliteDatabase) {
       ).join(' UNION ALL '),
     ).pluck(),
     addLease: p(
-      `INSERT INTO courier_leases (token, priority, queue_id, first_seq, last_seq, lease_until, remaining)
+      `INSERT INTO courier_leases (queue_id, priority, token, first_seq, last_seq, lease_until, remaining)
        VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (token, priority) DO UPDATE SET last_seq = excluded.last_seq, remaining = remaining + excluded.remaining`,
+       ON CONFLICT (queue_id, priority, token) DO UPDATE SET last_seq = excluded.last_seq, remaining = remaining + excluded.remaining`,
     ),
     leaseAlive: p(`SELECT 1 FROM courier_leases WHERE token = ? LIMIT 1`).pluck(),
     settleLease: p(
-      `UPDATE courier_leases SET remaining = remaining - ? WHERE token = ? AND priority = ? RETURNING remaining, queue_id`,
-    ).raw(),
-    dropLease: p(`DELETE FROM courier_leases WHERE token = ? AND priority = ?`),
-    anyLease: p(`SELECT 1 FROM courier_leases WHERE queue_id = ? LIMIT 1`).pluck(),
+      `UPDATE courier_leases SET remaining = remaining - ? WHERE queue_id = ? AND priority = ? AND token = ? RETURNING remaining`,
+    ).pluck(),
+    dropLease: p(`DELETE FROM courier_leases WHERE queue_id = ? AND priority = ? AND token = ?`),
     expiredLeases: p(
       `SELECT token, priority, first_seq, last_seq FROM courier_leases WHERE queue_id = ? AND lease_until <= ?`,
     ).raw(),
@@ -101,8 +99,8 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     extendLeased: p(
       `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
-       WHERE seq = ? AND state = ${READY} RETURNING priority`,
-    ).pluck(),
+       WHERE seq = ? AND state = ${READY} RETURNING queue_id, priority`,
+    ).raw(),
     copyOne: p(copyRows(`seq = @seq`, `seq`)),
     copyLeaseRange: p(
       copyRows(

@@ -59,7 +59,6 @@ test('a new file gets WAL mode and the current schema version', () =>
         'courier_outbox',
         'courier_counts',
         'courier_leases',
-        'courier_cursors',
       ]) {
         assert.ok(tables.includes(table), `has ${table}`);
       }

@@ -190,7 +190,7 @@ test('a file from before the counts gets them from its rows when it is migrated'
     // Back to version 3: no counts table.
     const db = new Database(path);
     db.exec(
-      `DROP TABLE courier_counts; DROP TABLE courier_leases; DROP TABLE courier_cursors; UPDATE courier_meta SET value = '3' WHERE name = 'schema_version'`,
+      `DROP TABLE courier_counts; DROP TABLE courier_leases; UPDATE courier_meta SET value = '3' WHERE name = 'schema_version'`,
     );
     db.close();
     const again = sqlite({ path });

@@ -177,7 +177,7 @@ describe('sqlite stores', () => {
       // Make it look like a version-1 file: without the tables migrations 2, 4 and 5 add.
       const raw = new Database(path);
       raw.exec(
-        `DROP TABLE courier_saga_state; DROP TABLE courier_outbox; DROP TABLE courier_counts; DROP TABLE courier_leases; DROP TABLE courier_cursors; UPDATE courier_meta SET value = '1' WHERE name = 'schema_version'`,
+        `DROP TABLE courier_saga_state; DROP TABLE courier_outbox; DROP TABLE courier_counts; DROP TABLE courier_leases; UPDATE courier_meta SET value = '1' WHERE name = 'schema_version'`,
       );
       raw.close();
       const reopened = sqlite({ path });
