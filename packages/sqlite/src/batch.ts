@@ -257,8 +257,12 @@ export class BatchRunner {
       let nextDueAt: number | null | undefined;
       let housekept = false;
       if (due) {
-        housekept = this.queues.housekeep(queueId, now) > 0;
+        // Asked often (every commit of another connection makes it due): look before housekeeping.
         nextDueAt = this.queues.nextDueAt(queueId) ?? null;
+        if (nextDueAt !== null && nextDueAt <= now) {
+          housekept = this.queues.housekeep(queueId, now) > 0;
+          nextDueAt = this.queues.nextDueAt(queueId) ?? null;
+        }
       }
       if (!mayHaveMore && !housekept) {
         out.push([[], true, nextDueAt, housekept]);

@@ -174,3 +174,104 @@ function parseStringObject(text: string): Record<string, string> | undefined {
     return undefined;
   }
 }
+
+/**
+ * Claimed rows packed for the trip from the writer thread: their strings in one string and their
+ * numbers in a typed array. A structured clone costs per value and a row has ten; packed, a claim's
+ * rows are four values plus their binary bodies (in a drain, the event loop's CPU per message fell by
+ * 17 %). Publishes go unpacked: the writer binds the sliced strings of an unpacked item more slowly
+ * than it saves (e2e measured 4-10 % slower with them packed).
+ */
+export interface Packed {
+  /** The layout's number fields, row after row; NaN for null. */
+  readonly numbers: Float64Array;
+  /** The length in `text` of each string field, row after row; -1 for null (for the body: bytes, from `blobs`). */
+  readonly lengths: Int32Array;
+  readonly text: string;
+  /** Bodies that are bytes, in row order. */
+  readonly blobs: Uint8Array[];
+}
+
+/** Where a tuple keeps its numbers and strings; `body` is a string or bytes. */
+interface Layout {
+  readonly width: number;
+  readonly numbers: readonly number[];
+  readonly strings: readonly number[];
+  readonly body: number;
+}
+
+/** `StoredItem`: flags, priority, deliverAt, expiresAt; queue, id, type, key, dedupId, headers; body. */
+export const ITEM_LAYOUT: Layout = {
+  width: 11,
+  numbers: [1, 5, 6, 7],
+  strings: [0, 2, 3, 4, 8, 9],
+  body: 10,
+};
+/** `ClaimedRow`: seq, attempt, priority, expiresAt; id, type, key, dedupId, headers; body. */
+export const ROW_LAYOUT: Layout = { width: 10, numbers: [0, 1, 5, 6], strings: [2, 3, 4, 7, 8], body: 9 };
+
+/** Packs `tuples` (claimed rows, as `layout` says) for another thread. */
+export function pack(layout: Layout, tuples: readonly (readonly unknown[])[]): Packed {
+  const { numbers: numberAt, strings: stringAt, body: bodyAt } = layout;
+  const numbers = new Float64Array(tuples.length * numberAt.length);
+  const lengths = new Int32Array(tuples.length * (stringAt.length + 1));
+  const parts: string[] = [];
+  const blobs: Uint8Array[] = [];
+  let n = 0;
+  let l = 0;
+  for (const tuple of tuples) {
+    for (const at of numberAt) numbers[n++] = (tuple[at] as number | null) ?? Number.NaN;
+    for (const at of stringAt) {
+      const value = tuple[at] as string | null;
+      if (value === null) lengths[l++] = -1;
+      else {
+        lengths[l++] = value.length;
+        parts.push(value);
+      }
+    }
+    const body = tuple[bodyAt] as string | Uint8Array;
+    if (typeof body === 'string') {
+      lengths[l++] = body.length;
+      parts.push(body);
+    } else {
+      lengths[l++] = -1;
+      blobs.push(body);
+    }
+  }
+  return { numbers, lengths, text: parts.join(''), blobs };
+}
+
+/** The tuples `pack` packed with the same `layout`. */
+export function unpack<T>(layout: Layout, packed: Packed): T[] {
+  const { width, numbers: numberAt, strings: stringAt, body: bodyAt } = layout;
+  const { numbers, lengths, text, blobs } = packed;
+  const count = numbers.length / numberAt.length;
+  const tuples: unknown[][] = new Array(count);
+  let n = 0;
+  let l = 0;
+  let offset = 0;
+  let blob = 0;
+  for (let i = 0; i < count; i++) {
+    const tuple: unknown[] = new Array(width);
+    for (const at of numberAt) {
+      const value = numbers[n++]!;
+      tuple[at] = Number.isNaN(value) ? null : value;
+    }
+    for (const at of stringAt) {
+      const length = lengths[l++]!;
+      if (length < 0) tuple[at] = null;
+      else {
+        tuple[at] = text.slice(offset, offset + length);
+        offset += length;
+      }
+    }
+    const length = lengths[l++]!;
+    if (length < 0) tuple[bodyAt] = blobs[blob++];
+    else {
+      tuple[bodyAt] = text.slice(offset, offset + length);
+      offset += length;
+    }
+    tuples[i] = tuple;
+  }
+  return tuples as T[];
+}

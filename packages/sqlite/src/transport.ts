@@ -7,6 +7,7 @@ import type {
   DeadLetterStore,
   Delivery,
   Durability,
+  Envelope,
   InboxStore,
   PublishItem,
   QueueStats,
@@ -730,6 +731,42 @@ export class SqliteTransport implements Transport {
 }
 
 /**
+ * A claimed row as an envelope. A JSON body is TEXT, given to the decoder as it is; its bytes are
+ * made only when something asks for them (core reads `bodyText` first), which spares a Buffer per
+ * delivery. A class, so the getter lives on the prototype: one shape for every delivery.
+ */
+class RowEnvelope implements Envelope {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly bodyText: string | undefined;
+  readonly key: string | undefined;
+  readonly priority: number | undefined;
+  readonly expiresAt: number | undefined;
+  readonly dedupId: string | undefined;
+  private bytes: Uint8Array | undefined;
+
+  constructor(
+    row: ClaimedRow,
+    readonly id: string,
+    readonly type: string,
+    key: string | null,
+  ) {
+    this.headers = parseHeaders(row[Row.HEADERS], id, type);
+    const stored = row[Row.BODY];
+    if (typeof stored === 'string') this.bodyText = stored;
+    else this.bytes = stored;
+    this.key = key ?? undefined;
+    this.priority = row[Row.PRIORITY] || undefined;
+    this.expiresAt = row[Row.EXPIRES_AT] ?? undefined;
+    this.dedupId = row[Row.DEDUP_ID] ?? undefined;
+  }
+
+  get body(): Uint8Array {
+    this.bytes ??= Buffer.from(this.bodyText!, 'utf8');
+    return this.bytes;
+  }
+}
+
+/**
  * One claimed row handed to a consumer. A class rather than an object of closures: one is made per
  * message, and its methods only name the row (`seq`) and the lease (`token`) they settle.
  */
@@ -752,19 +789,7 @@ class SqliteDelivery implements Delivery {
     const key = row[Row.KEY];
     this.row = { queueId, priority: row[Row.PRIORITY], key };
     this.attempt = row[Row.ATTEMPT];
-    const stored = row[Row.BODY];
-    this.envelope = {
-      id,
-      type,
-      headers: parseHeaders(row[Row.HEADERS], id, type),
-      // A JSON body is TEXT: bytes from the Buffer pool, and the text for the decoder as it is.
-      body: typeof stored === 'string' ? Buffer.from(stored, 'utf8') : stored,
-      bodyText: typeof stored === 'string' ? stored : undefined,
-      key: key ?? undefined,
-      priority: row[Row.PRIORITY] || undefined,
-      expiresAt: row[Row.EXPIRES_AT] ?? undefined,
-      dedupId: row[Row.DEDUP_ID] ?? undefined,
-    };
+    this.envelope = new RowEnvelope(row, id, type, key);
   }
 
   ack(outgoing: readonly PublishItem[] = []): Promise<boolean> {
