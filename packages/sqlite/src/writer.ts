@@ -8,7 +8,6 @@
 import { Worker } from 'node:worker_threads';
 import { CourierError, NoRouteError, TransportError } from '@courier/core';
 import type { Batch, BatchResult, BatchRunner } from './batch.js';
-import { type ClaimedRow, type Packed, pack, ROW_LAYOUT, unpack } from './rows.js';
 import type { Synchronous } from './schema.js';
 
 /** Runs the transport's batches, one transaction each (or several queued ones in one). */
@@ -130,22 +129,17 @@ export function errorData(error: unknown): ErrorData {
   return { name: 'Error', message: String(error) };
 }
 
-/** The writer thread's result with its errors as data and its claimed rows packed (`packRows`). */
+/** The writer thread's result with its errors as data. */
 export function resultData(result: BatchResult): BatchResult {
   if (result.kind === 'failed') return { kind: 'failed', error: errorData(result.error) };
-  if (result.kind !== 'done') return result;
-  for (const claim of result.claims) if (claim[0].length > 0) claim[0] = pack(ROW_LAYOUT, claim[0]) as never;
-  if (result.errors !== undefined)
+  if (result.kind === 'done' && result.errors !== undefined)
     return { ...result, errors: result.errors.map((e) => (e === undefined ? undefined : errorData(e))) };
   return result;
 }
 
 function reviveResult(result: BatchResult): BatchResult {
   if (result.kind === 'failed') return { kind: 'failed', error: reviveError(result.error as ErrorData) };
-  if (result.kind !== 'done') return result;
-  for (const claim of result.claims)
-    if (!Array.isArray(claim[0])) claim[0] = unpack<ClaimedRow>(ROW_LAYOUT, claim[0] as unknown as Packed);
-  if (result.errors !== undefined)
+  if (result.kind === 'done' && result.errors !== undefined)
     return {
       ...result,
       errors: result.errors.map((e) => (e === undefined ? undefined : reviveError(e as ErrorData))),
