@@ -54,9 +54,10 @@ interface Binding {
  * reclaimed lease, the next message of a key) is copied to a new seq after every cursor, and a new
  * row's seq is too (the first insert of a transaction checks). A settle deletes or moves its row and
  * counts down its lease; the lease row goes when nothing of it is left (a cursor may then move back:
- * nothing ready is left behind it). An expired lease's rows are copied to new seqs, their attempt counted, which also
- * fences late settles: the old seqs are gone. `extendLease` turns a row into one with a lease of its
- * own (`state` leased, `lease_token`, `lease_until`), the form every settle also accepts.
+ * nothing ready is left behind it). An expired lease's rows are copied to new seqs, their attempt
+ * counted, which also fences late settles: the old seqs are gone. `extendLease` turns a row into one
+ * with a lease of its own (`state` leased, `lease_token`, `lease_until`), the form every settle also
+ * accepts.
  */
 export class SqliteQueues {
   private readonly queueIds = new Map<string, number>();
