@@ -41,6 +41,10 @@ export interface Envelope {
   readonly id: string;
   readonly type: string;
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * The body's bytes. A delivery's envelope may make them only when read (a getter, as the SQLite
+   * transport's does when it has `bodyText`): copy an envelope field by field, not with a spread.
+   */
   readonly body: Uint8Array;
   /**
    * `body` as UTF-8 text, when whoever built the envelope had it (Courier's own JSON bodies); it then
