@@ -201,6 +201,41 @@ export function deliveryCases(create: CreateFixture): void {
   );
 
   it(
+    'delivers a message published after the newest ones were acked while an older one is still held',
+    caseOptions,
+    run(create, async (h) => {
+      const Cmd = defineCommand(h.type('behind.do'), numbered);
+      const q = h.queue('behind');
+      const held = gate();
+      const handled: number[] = [];
+      // Stored before the consumer starts, so it takes all three at once.
+      await h.declare(q);
+      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
+      for (let n = 1; n <= 3; n++) await producer.send(Cmd, { n });
+      const bus = await h.bus(
+        q,
+        (b) =>
+          b.handle(Cmd, async (d) => {
+            if (d.n === 1) await held.wait();
+            handled.push(d.n);
+          }),
+        { concurrency: 3, prefetch: 3 },
+      );
+      try {
+        await h.eventually(() => handled.includes(2) && handled.includes(3), 'the two newest handled');
+        await h.eventually(async () => (await bus.stats(q)).inFlight === 1, 'their acks committed');
+        await producer.send(Cmd, { n: 4 });
+        await h.eventually(() => handled.includes(4), 'the next message, while the first is still held', {
+          within: 5_000,
+        });
+      } finally {
+        held.open();
+      }
+      await h.eventually(() => handled.includes(1), 'the held message, once let go');
+    }),
+  );
+
+  it(
     'never holds more than prefetch deliveries',
     caseOptions,
     run(create, async (h) => {
