@@ -136,10 +136,6 @@ export function prepareStatements(db: SqliteDatabase) {
     // No RETURNING: the caller knows the row's queue and key from its claim, and RETURNING makes
     // SQLite run the delete in two passes (about twice the cost on the hot path).
     ack: p(`DELETE FROM courier_messages WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`),
-    retry: p(
-      `UPDATE courier_messages SET state = ?, available_at = ?, attempt = attempt - ?, lease_token = NULL, lease_until = NULL
-       WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
-    ),
     extend: p(
       `UPDATE courier_messages SET lease_until = ? WHERE seq = ? AND lease_token = ? AND state = ${LEASED}`,
     ),
