@@ -15,6 +15,7 @@ import { SqliteQueues } from '../src/queues.js';
 import { Row, toStoredItem } from '../src/rows.js';
 import { openDatabase, type SqliteDatabase } from '../src/schema.js';
 import { SqliteSagaStore } from '../src/stores.js';
+import { testItem } from './items.js';
 
 function withRunner(run: (runner: BatchRunner, queues: SqliteQueues, db: SqliteDatabase) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'courier-batch-'));
@@ -34,27 +35,20 @@ function withRunner(run: (runner: BatchRunner, queues: SqliteQueues, db: SqliteD
   }
 }
 
-function item(n: number, queue = 'q'): PublishItem {
-  const id = `00000000-0000-7000-8000-${String(n).padStart(12, '0')}`;
-  return {
-    to: { kind: 'queue', queue },
-    envelope: {
-      id,
-      type: 'test.item',
-      headers: { 'ce-id': id, 'ce-type': 'test.item' },
-      body: new Uint8Array(0),
-      bodyText: JSON.stringify({ n }),
-    },
-  };
-}
-
 const publish = (...items: PublishItem[]): Batch['commands'][number] => [Do.PUBLISH, items.map(toStoredItem)];
 
 test('batches sharing a transaction: a failing command fails alone, the rest of every batch commits', () =>
   withRunner((runner, queues) => {
     const results = runner.runAll([
-      { commands: [publish(item(1)), publish(item(2))], claims: [] },
-      { commands: [publish(item(3)), publish(item(4, 'no-such-queue')), publish(item(5))], claims: [] },
+      { commands: [publish(testItem(1)), publish(testItem(2))], claims: [] },
+      {
+        commands: [
+          publish(testItem(3)),
+          publish(testItem(4, { queue: 'no-such-queue' })),
+          publish(testItem(5)),
+        ],
+        claims: [],
+      },
     ]);
     assert.equal(results.length, 2);
     const [first, second] = results;
@@ -71,7 +65,10 @@ test('batches sharing a transaction: a failing command fails alone, the rest of 
 test('claims of batches sharing a transaction lease different rows, in order', () =>
   withRunner((runner, queues) => {
     assert.equal(
-      runner.run({ commands: [publish(item(1), item(2), item(3), item(4), item(5))], claims: [] }).kind,
+      runner.run({
+        commands: [publish(testItem(1), testItem(2), testItem(3), testItem(4), testItem(5))],
+        claims: [],
+      }).kind,
       'done',
     );
     const queueId = queues.requireQueueId('q');
@@ -101,10 +98,7 @@ test('claims of batches sharing a transaction lease different rows, in order', (
 
 test('a claim leases exactly the rows it returns, when priorities interleave in the queue', () =>
   withRunner((runner, queues) => {
-    const withPriority = (n: number, priority: number): PublishItem => {
-      const base = item(n);
-      return { ...base, envelope: { ...base.envelope, priority } };
-    };
+    const withPriority = (n: number, priority: number) => testItem(n, { priority });
     // seq order: high, low, high, low; a claim of 2 takes both high ones, around a low one.
     const stored = runner.run({
       commands: [publish(withPriority(1, 5), withPriority(2, 0), withPriority(3, 5), withPriority(4, 0))],

@@ -10,12 +10,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { PublishItem } from '@courier/core';
 import { type Batch, BatchRunner, type ClaimRequest, Do } from '../src/batch.js';
 import { SqliteQueues } from '../src/queues.js';
 import { type ClaimedRow, Row, toStoredItem } from '../src/rows.js';
 import { openDatabase, type SqliteDatabase } from '../src/schema.js';
 import { SqliteSagaStore } from '../src/stores.js';
+import { testItem as item } from './items.js';
 
 interface Harness {
   queueId: number;
@@ -76,21 +76,6 @@ function withQueue(check: (h: Harness) => void): void {
     db.close();
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function item(n: number, options: { priority?: number } = {}): PublishItem {
-  const id = `00000000-0000-7000-8000-${String(n).padStart(12, '0')}`;
-  return {
-    to: { kind: 'queue', queue: 'q' },
-    envelope: {
-      id,
-      type: 'test.item',
-      headers: { 'ce-id': id, 'ce-type': 'test.item' },
-      body: new Uint8Array(0),
-      bodyText: JSON.stringify({ n }),
-      ...(options.priority ? { priority: options.priority } : {}),
-    },
-  };
 }
 
 const numbers = (rows: ClaimedRow[]) =>

@@ -7,28 +7,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { PublishItem } from '@courier/core';
 import { TransportError } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import type { BatchResult } from '../src/batch.js';
 import { ThreadWriter } from '../src/writer.js';
+import { testItem } from './items.js';
 
 function withDir(run: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'courier-writer-'));
   return run(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
-}
-
-function item(n: number): PublishItem {
-  const id = `00000000-0000-7000-8000-${String(n).padStart(12, '0')}`;
-  return {
-    to: { kind: 'queue', queue: 'q' },
-    envelope: {
-      id,
-      type: 'test.item',
-      headers: { 'ce-id': id, 'ce-type': 'test.item' },
-      body: new TextEncoder().encode(JSON.stringify({ n })),
-    },
-  };
 }
 
 test('a writer thread that cannot start fails its batches with TransportError', () =>
@@ -62,12 +49,12 @@ test('when the writer thread dies, writes go on on the event loop and nothing st
     const transport = sqlite({ path: join(dir, 'courier.db'), writerThread: 'always' });
     try {
       await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
-      await transport.publish([item(1), item(2)]);
+      await transport.publish([testItem(1, { binary: true }), testItem(2, { binary: true })]);
       // White box: the thread itself, terminated as a crash would end it.
       const thread = (transport as unknown as { thread: { worker: { terminate(): Promise<number> } } })
         .thread;
       await thread.worker.terminate();
-      await transport.publish([item(3)]);
+      await transport.publish([testItem(3, { binary: true })]);
       const stats = await transport.stats('q');
       assert.equal(stats.depth, 3, JSON.stringify(stats));
       // A consumer on the same transport gets all three.
@@ -95,12 +82,14 @@ test("'auto' starts the thread for a large batch only, 'never' not at all", () =
       for (const transport of [auto, never]) {
         await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
         // Small batches on an idle writer: the event loop runs them.
-        for (let n = 0; n < 5; n++) await transport.publish([item(n)]);
+        for (let n = 0; n < 5; n++) await transport.publish([testItem(n, { binary: true })]);
       }
       assert.equal(threadOf(auto), undefined);
       // One turn with more than 32 writes: the thread takes it.
-      const many = Array.from({ length: 100 }, (_, n) => auto.publish([item(100 + n)]));
-      const none = Array.from({ length: 100 }, (_, n) => never.publish([item(100 + n)]));
+      const many = Array.from({ length: 100 }, (_, n) => auto.publish([testItem(100 + n, { binary: true })]));
+      const none = Array.from({ length: 100 }, (_, n) =>
+        never.publish([testItem(100 + n, { binary: true })]),
+      );
       await Promise.all([...many, ...none]);
       assert.notEqual(threadOf(auto), undefined);
       assert.equal(threadOf(never), undefined);
