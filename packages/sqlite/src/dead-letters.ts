@@ -33,9 +33,8 @@ export function listDeadLetters(
   return { items, nextCursor: more ? items.at(-1)!.deadLetterId : undefined };
 }
 
-interface DeadLetterRow {
-  id: number;
-  message_id: string;
+/** The message columns a dead letter keeps from its row in `courier_messages` (SQL names). */
+export interface MessageColumns {
   type: string;
   key: string | null;
   priority: number;
@@ -43,6 +42,11 @@ interface DeadLetterRow {
   dedup_id: string | null;
   headers: string;
   body: string | Buffer;
+}
+
+interface DeadLetterRow extends MessageColumns {
+  id: number;
+  message_id: string;
   reason: string;
   error_name: string | null;
   error_code: string | null;

@@ -8,7 +8,7 @@ import type {
 } from '@courier/core';
 import { matchesHeaders, matchesPattern, NoRouteError } from '@courier/core';
 import type Database from 'better-sqlite3';
-import { listDeadLetters } from './dead-letters.js';
+import { listDeadLetters, type MessageColumns } from './dead-letters.js';
 import type { ClaimedRow, StoredItem } from './rows.js';
 import { BYPASS_DEDUP, DROP_IF_NO_QUEUE, Item, NO_HEADERS, parseHeaders, Row, toStoredItem } from './rows.js';
 import type { SqliteDatabase } from './schema.js';
@@ -18,15 +18,8 @@ import { DEAD, LEASED, prepareStatements, READY, SCHEDULED, type Statements, WAI
 const MAX_CLAIM_CHUNK = 1024;
 
 /** A message row taken out of the queue to become a dead letter. */
-interface TakenRow {
+interface TakenRow extends MessageColumns {
   id: string;
-  type: string;
-  key: string | null;
-  priority: number;
-  expires_at: number | null;
-  dedup_id: string | null;
-  headers: string;
-  body: string | Buffer;
 }
 
 /** Count changes and settled lease rows not yet written (see `takeCounts`). */
