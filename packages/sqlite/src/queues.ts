@@ -101,12 +101,22 @@ export class SqliteQueues {
     );
   }
 
+  /** Whether lease `token` has a live row: by a scan of the (small) lease table, once per transaction. */
   private leaseAlive(token: number): boolean {
     let alive = this.alive.get(token);
     if (alive === undefined) {
       alive = this.s.leaseAlive.get(token) !== undefined;
       this.alive.set(token, alive);
     }
+    return alive;
+  }
+
+  /** `leaseAlive` for a row whose queue and priority are known: a primary-key read (acks, the hot path). */
+  private leaseAliveFor(token: number, queueId: number, priority: number): boolean {
+    if (this.alive.get(token) === true) return true;
+    // Only a yes is remembered: it says some lease of the token lives, whatever the priority.
+    const alive = this.s.leaseAliveAt.get(queueId, priority, token) !== undefined;
+    if (alive) this.alive.set(token, true);
     return alive;
   }
 
@@ -382,7 +392,7 @@ export class SqliteQueues {
    * claim. False when the lease is gone (expired and reclaimed: the row moved) or the row is.
    */
   ack(seq: number, token: number, queueId: number, priority: number, key: string | null): boolean {
-    if (this.leaseAlive(token) && this.s.ackLeased.run(seq).changes === 1) {
+    if (this.leaseAliveFor(token, queueId, priority) && this.s.ackLeased.run(seq).changes === 1) {
       this.settledOne(queueId, priority, token);
     } else if (this.s.ack.run(seq, token).changes === 0) {
       return false;

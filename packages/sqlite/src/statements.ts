@@ -69,6 +69,7 @@ export function prepareStatements(db: SqliteDatabase) {
        ON CONFLICT (queue_id, priority, token) DO UPDATE SET last_seq = excluded.last_seq, remaining = remaining + excluded.remaining`,
     ),
     leaseAlive: p(`SELECT 1 FROM courier_leases WHERE token = ? LIMIT 1`).pluck(),
+    leaseAliveAt: p(`SELECT 1 FROM courier_leases WHERE queue_id = ? AND priority = ? AND token = ?`).pluck(),
     settleLease: p(
       `UPDATE courier_leases SET remaining = remaining - ? WHERE queue_id = ? AND priority = ? AND token = ? RETURNING remaining`,
     ).pluck(),
