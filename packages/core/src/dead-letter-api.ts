@@ -1,5 +1,6 @@
 import type { DeadLetterApi, DeadLetterView } from './bus-types.js';
 import type { DeadLetter, DeadLetterFilter, DeadLetterStore, Envelope, Transport } from './transport.js';
+import { copyEnvelope } from './wire.js';
 
 /** The dead-letter reason and failure details as headers, for display and export. */
 export function deadLetterHeaders(letter: DeadLetter): Record<string, string> {
@@ -80,5 +81,5 @@ export function createDeadLetterApi(transport: Transport, store: DeadLetterStore
 function clearPastExpiry(envelope: Envelope, now: number): Envelope {
   if (envelope.expiresAt === undefined || envelope.expiresAt > now) return envelope;
   const { 'ce-expiresat': _cleared, ...headers } = envelope.headers;
-  return { ...envelope, expiresAt: undefined, headers };
+  return copyEnvelope(envelope, { expiresAt: undefined, headers });
 }

@@ -73,4 +73,4 @@ export type { EndpointDefinition, EventSelector, TopologyDefinition } from './to
 export { defineTopology, toTransportTopology } from './topology.js';
 export type * from './transport.js';
 export type { ContentMode } from './wire.js';
-export { decodeEnvelope, encodeMessage, envelopeSizeBytes } from './wire.js';
+export { copyEnvelope, decodeEnvelope, encodeMessage, envelopeSizeBytes } from './wire.js';

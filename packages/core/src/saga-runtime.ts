@@ -4,6 +4,7 @@ import { ConfigurationError, TransportError } from './errors.js';
 import type { AnyStep, Saga, SagaContext } from './saga.js';
 import type { SagaStore } from './stores.js';
 import type { PublishItem } from './transport.js';
+import { copyEnvelope } from './wire.js';
 
 /** Type of the message that carries a saga timeout to its instance. */
 export const sagaTimeoutType = 'courier.saga-timeout';
@@ -165,7 +166,8 @@ function sagaContext(
 
 function serialize(item: PublishItem): SerializedItem {
   // bodyText is left out: it repeats the body, which is stored once.
-  const { body, bodyText: _repeatsBody, ...envelope } = item.envelope;
+  // Field by field first: a body may be a getter, which a rest pattern leaves out.
+  const { body, bodyText: _repeatsBody, ...envelope } = copyEnvelope(item.envelope);
   return {
     envelope: { ...envelope, body: Buffer.from(body).toString('base64') },
     to: item.to,

@@ -24,11 +24,14 @@ export const Do = {
   SAGA_SAVE: 8,
   SAGA_REMOVE: 9,
   DELETE_QUEUE: 10,
+  /** One message: a publish call's usual size, one array fewer to copy to the writer thread. */
+  PUBLISH_ONE: 11,
 } as const;
 
 /** One write. Settles name their row by `seq` and their lease by `token`. */
 export type Command =
   | [typeof Do.PUBLISH, StoredItem[]]
+  | [typeof Do.PUBLISH_ONE, StoredItem]
   | [
       typeof Do.ACK,
       seq: number,
@@ -224,6 +227,9 @@ export class BatchRunner {
         for (const item of command[1]) q.publishStored(item, now);
         return undefined;
       }
+      case Do.PUBLISH_ONE:
+        q.publishStored(command[1], now);
+        return undefined;
       case Do.ACK: {
         const outgoing = command[6];
         if (outgoing !== null) for (const item of outgoing) q.publishStored(item, now);

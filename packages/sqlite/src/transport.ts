@@ -275,7 +275,8 @@ export class SqliteTransport implements Transport {
   publish(items: readonly PublishItem[]): Promise<void> {
     let stored: Command;
     try {
-      stored = [Do.PUBLISH, items.map(toStoredItem)];
+      stored =
+        items.length === 1 ? [Do.PUBLISH_ONE, toStoredItem(items[0]!)] : [Do.PUBLISH, items.map(toStoredItem)];
     } catch (error) {
       return Promise.reject(error);
     }

@@ -8,6 +8,7 @@ import type {
   Topology,
   Transport,
 } from '@courier/core';
+import { copyEnvelope } from '@courier/core';
 
 /**
  * Ways to break a transport on purpose (DESIGN.md §3). The conformance suite must catch each one;
@@ -47,26 +48,27 @@ export function sabotage(transport: Transport, kind: SabotageKind, state: Sabota
 
   const hide = (envelope: Envelope): Envelope => {
     if (kind === 'reorder-key' && envelope.key !== undefined) {
-      return { ...envelope, key: undefined, headers: { ...envelope.headers, [stashedKey]: envelope.key } };
+      return copyEnvelope(envelope, {
+        key: undefined,
+        headers: { ...envelope.headers, [stashedKey]: envelope.key },
+      });
     }
     if (kind === 'ignore-priority' && envelope.priority !== undefined) {
-      return {
-        ...envelope,
+      return copyEnvelope(envelope, {
         priority: undefined,
         headers: { ...envelope.headers, [stashedPriority]: String(envelope.priority) },
-      };
+      });
     }
     return envelope;
   };
   const restore = (envelope: Envelope): Envelope => {
     const { [stashedKey]: key, [stashedPriority]: priority, ...headers } = envelope.headers;
     if (key === undefined && priority === undefined) return envelope;
-    return {
-      ...envelope,
+    return copyEnvelope(envelope, {
       headers,
       ...(key !== undefined ? { key } : {}),
       ...(priority !== undefined ? { priority: Number(priority) } : {}),
-    };
+    });
   };
   const rewrite = (items: readonly PublishItem[]): PublishItem[] =>
     items.map((item) => ({

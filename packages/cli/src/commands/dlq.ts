@@ -1,6 +1,6 @@
 /** `courier dlq list|replay|purge <queue>`: a queue's dead letters, through the bus's dead-letter API. */
 import type { DeadLetterFilter } from '@courier/core';
-import { createBus } from '@courier/core';
+import { copyEnvelope, createBus } from '@courier/core';
 import type { Command, Io } from '../args.js';
 import { dataPaths, dbOptionHelp, intOption, parse, UsageError, write } from '../args.js';
 import { openBroker, requireQueue } from '../broker.js';
@@ -73,10 +73,11 @@ export const dlqCommand: Command = {
             write(
               io.out,
               JSON.stringify(
-                page.items.map(({ envelope: { bodyText: _sameAsBody, ...envelope }, ...rest }) => ({
-                  ...rest,
-                  envelope: { ...envelope, body: decode(envelope.body) },
-                })),
+                page.items.map(({ envelope, ...rest }) => {
+                  // Field by field: a body may be a getter, which a spread leaves out (bodyText repeats it).
+                  const { bodyText: _sameAsBody, ...fields } = copyEnvelope(envelope);
+                  return { ...rest, envelope: { ...fields, body: decode(envelope.body) } };
+                }),
                 null,
                 2,
               ),
