@@ -276,7 +276,9 @@ export class SqliteTransport implements Transport {
     let stored: Command;
     try {
       stored =
-        items.length === 1 ? [Do.PUBLISH_ONE, toStoredItem(items[0]!)] : [Do.PUBLISH, items.map(toStoredItem)];
+        items.length === 1
+          ? [Do.PUBLISH_ONE, toStoredItem(items[0]!)]
+          : [Do.PUBLISH, items.map(toStoredItem)];
     } catch (error) {
       return Promise.reject(error);
     }
