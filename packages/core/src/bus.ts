@@ -391,11 +391,17 @@ class MessageBus implements Bus {
       headerFilter || !b.headers ? b : { queue: b.queue, pattern: b.pattern },
     );
     await this.transport.declare({ queues: uniqueBy(queues, (q) => q.name), bindings });
-    // Composed once; each delivery brings its own last step (its handlers).
-    const chain = compose<HandlerContext>(this.options.middleware ?? [], (c) =>
-      (c as Context).final(c as Context),
-    );
-    const runWith = (ctx: Context, last: (ctx: Context) => Promise<void>) => {
+    // Composed once; each delivery brings its own last step (its handlers). Without middleware the
+    // handlers' return comes straight back (a synchronous handler needs no promise); middleware
+    // always gets a promise from next().
+    const middleware = this.options.middleware ?? [];
+    const chain =
+      middleware.length === 0
+        ? (c: Context) => c.final(c)
+        : compose<HandlerContext>(middleware, async (c) => {
+            await (c as Context).final(c as Context);
+          });
+    const runWith = (ctx: Context, last: (ctx: Context) => unknown) => {
       ctx.final = last;
       return chain(ctx);
     };

@@ -33,7 +33,8 @@ export interface ConsumerDeps {
   readonly transport: Transport;
   readonly clock: Clock;
   readonly producer: Producer;
-  readonly run: (ctx: Context, last: (ctx: Context) => Promise<void>) => Promise<void>;
+  /** Middleware around `last` (the handlers); returns what `last` returned when there is none. */
+  readonly run: (ctx: Context, last: (ctx: Context) => unknown) => unknown;
   readonly contracts: ReadonlyMap<string, Contract>;
   readonly routeCommand: ContextDeps['routeCommand'];
   readonly maxMessageBytes: number;
@@ -102,7 +103,7 @@ export class QueueConsumer {
   /** Batches need room to fill: a batch subscription raises the handler limit to its size. */
   private readonly concurrency: number;
   private readonly byType = new Map<string, Subscription[]>();
-  private readonly invokers = new Map<Subscription, (ctx: Context) => Promise<void>>();
+  private readonly invokers = new Map<Subscription, (ctx: Context) => unknown>();
   /** What every context of a subscription shares, made once. */
   private readonly contextDeps = new Map<Subscription, ContextDeps>();
   private readonly anyHeaderFilter: boolean;
@@ -206,26 +207,44 @@ export class QueueConsumer {
     }
   }
 
-  private async process(work: Work): Promise<void> {
+  /**
+   * Runs `work` to its settle's commit. Not an async function: a delivery whose handler finished
+   * synchronously goes from decode to ack without an async frame (see `handleDelivery`).
+   */
+  private process(work: Work): void {
+    let done: Promise<unknown> | undefined;
     try {
       const key = work.delivery.envelope.key;
-      if (this.emulate.keys && key !== undefined) {
-        const previous = this.keyChains.get(key) ?? Promise.resolve();
-        const mine = previous.then(() => this.handleWithLocalRetries(work));
-        const tail = mine.catch(() => {});
-        this.keyChains.set(key, tail);
-        await mine;
-        if (this.keyChains.get(key) === tail) this.keyChains.delete(key);
-      } else {
-        await this.handleDelivery(work, work.delivery.attempt);
-      }
+      done =
+        this.emulate.keys && key !== undefined
+          ? this.processKeyed(work, key)
+          : this.handleDelivery(work, work.delivery.attempt);
     } catch (error) {
       this.deps.emit({ kind: 'error', error, queue: this.queue });
-    } finally {
-      // Here rather than in a .finally() in dispatch: one promise and one closure fewer per message.
-      if (this.running.delete(work)) this.scheduleDispatch();
-      if (--this.inProcess === 0) for (const wake of this.idle) wake();
     }
+    if (done === undefined) this.processed(work);
+    else
+      done.then(
+        () => this.processed(work),
+        (error: unknown) => {
+          this.deps.emit({ kind: 'error', error, queue: this.queue });
+          this.processed(work);
+        },
+      );
+  }
+
+  private processed(work: Work): void {
+    if (this.running.delete(work)) this.scheduleDispatch();
+    if (--this.inProcess === 0) for (const wake of this.idle) wake();
+  }
+
+  private async processKeyed(work: Work, key: string): Promise<void> {
+    const previous = this.keyChains.get(key) ?? Promise.resolve();
+    const mine = previous.then(() => this.handleWithLocalRetries(work));
+    const tail = mine.catch(() => {});
+    this.keyChains.set(key, tail);
+    await mine;
+    if (this.keyChains.get(key) === tail) this.keyChains.delete(key);
   }
 
   /**
@@ -246,23 +265,24 @@ export class QueueConsumer {
 
   /**
    * Runs one delivery to its settle. With `holdRetries`, a retry is not sent to the transport: the
-   * delay is returned for the caller to wait and run again.
+   * delay is returned for the caller to wait and run again. Synchronous up to the first thing that
+   * is not (a dedup lookup, an async schema, an async handler or middleware, the settle's commit):
+   * returns undefined when nothing was left to wait for, else a promise of the outcome.
    */
-  private async handleDelivery(
+  private handleDelivery(
     work: Work,
     attempt: number,
     holdRetries = false,
-  ): Promise<number | undefined> {
+  ): Promise<number | undefined> | undefined {
     const { delivery } = work;
     const { envelope } = delivery;
     if (envelopeOver(envelope, this.deps.maxMessageBytes)) {
       const size = envelopeSizeBytes(envelope);
-      await this.deadLetter(work, envelope.type, envelope.id, attempt, {
+      return this.deadLetter(work, envelope.type, envelope.id, attempt, {
         reason: 'too-large',
         errorName: 'MessageTooLargeError',
         errorMessage: `message is ${size} bytes, over the ${this.deps.maxMessageBytes}-byte limit (maxMessageBytes)`,
-      });
-      return undefined;
+      }).then(noOutcome);
     }
     let message: Message;
     try {
@@ -270,37 +290,55 @@ export class QueueConsumer {
     } catch (error) {
       const decodeError =
         error instanceof DecodeError ? error : new DecodeError(String(error), { cause: error });
-      await this.deadLetter(work, envelope.type, envelope.id, attempt, {
+      return this.deadLetter(work, envelope.type, envelope.id, attempt, {
         reason: 'decode',
         errorName: decodeError.name,
         errorMessage: decodeError.message,
-      });
-      return undefined;
+      }).then(noOutcome);
     }
     const now = this.deps.transport.now();
     if (message.expiresAt !== undefined && message.expiresAt <= now) {
-      await this.deadLetter(work, message.type, message.id, attempt, {
+      return this.deadLetter(work, message.type, message.id, attempt, {
         reason: 'expired',
         errorMessage: `expired at ${new Date(message.expiresAt).toISOString()} before it was handled`,
-      });
-      return undefined;
+      }).then(noOutcome);
     }
     if (message.deliverAt !== undefined && message.deliverAt > now) {
-      await this.settle(work, () => delivery.defer(message.deliverAt!));
+      return this.settle(work, () => delivery.defer(message.deliverAt!)).then(noOutcome);
+    }
+    if (this.emulate.dedup && message.dedupId !== undefined)
+      return this.dedupThenHandle(work, message, attempt, holdRetries);
+    return this.handleMessage(work, message, attempt, holdRetries);
+  }
+
+  /** Emulated dedup: a message whose dedupId was seen with another id is acked without running. */
+  private async dedupThenHandle(
+    work: Work,
+    message: Message,
+    attempt: number,
+    holdRetries: boolean,
+  ): Promise<number | undefined> {
+    const first = await this.deps.dedupStore.putIfAbsent(
+      `${this.queue}#dedup`,
+      message.dedupId!,
+      message.id,
+      this.deps.dedupWindowMs,
+    );
+    if (first !== undefined && first !== message.id) {
+      await this.settle(work, () => work.delivery.ack());
       return undefined;
     }
-    if (this.emulate.dedup && message.dedupId !== undefined) {
-      const first = await this.deps.dedupStore.putIfAbsent(
-        `${this.queue}#dedup`,
-        message.dedupId,
-        message.id,
-        this.deps.dedupWindowMs,
-      );
-      if (first !== undefined && first !== message.id) {
-        await this.settle(work, () => delivery.ack());
-        return undefined;
-      }
-    }
+    return this.handleMessage(work, message, attempt, holdRetries);
+  }
+
+  /** `handleDelivery` from a decoded message on: route to handlers, validate, run, settle. */
+  private handleMessage(
+    work: Work,
+    message: Message,
+    attempt: number,
+    holdRetries: boolean,
+  ): Promise<number | undefined> | undefined {
+    const { delivery } = work;
     let typeMatches = this.byType.get(message.type);
     if (!typeMatches) {
       typeMatches = this.subscriptions.filter((s) => matchesPattern(s.pattern, message.type));
@@ -308,24 +346,22 @@ export class QueueConsumer {
       if (this.byType.size < 1_000) this.byType.set(message.type, typeMatches);
     }
     if (typeMatches.length === 0) {
-      await this.deadLetter(work, message.type, message.id, attempt, {
+      return this.deadLetter(work, message.type, message.id, attempt, {
         reason: 'rejected',
         errorMessage: `no handler for '${message.type}' on queue '${this.queue}'`,
-      });
-      return undefined;
+      }).then(noOutcome);
     }
     const subs = this.anyHeaderFilter
       ? typeMatches.filter((s) => matchesHeaders(s.headers, message.headers))
       : typeMatches;
     if (subs.length === 0) {
       // Routed by a broader binding than the handlers' header filters (header filtering emulated).
-      await this.settle(work, () => delivery.ack());
-      return undefined;
+      return this.settle(work, () => delivery.ack()).then(noOutcome);
     }
     const policy = subs[0]!.retry;
     if (attempt > policy.maxAttempts) {
       // The process died during the earlier attempts (each counted before it ran): stop here.
-      await this.deadLetter(
+      return this.deadLetter(
         work,
         message.type,
         message.id,
@@ -336,44 +372,82 @@ export class QueueConsumer {
         },
         subs[0],
         message,
-      );
-      return undefined;
+      ).then(noOutcome);
     }
     const contract = subs[0]!.contract ?? this.deps.contracts.get(message.type);
     if (contract) {
+      let data: unknown;
       try {
-        let data = validateNow(
+        data = validateNow(
           contract.schema,
           upcast(contract, message.data, message.version),
           `message '${message.type}'`,
         );
-        if (data instanceof Promise) data = await data;
-        // The message was decoded for this delivery alone: set the validated data in place.
-        (message as { data: unknown }).data = data;
       } catch (error) {
-        await this.deadLetter(
-          work,
-          message.type,
-          message.id,
-          attempt,
-          {
-            reason: 'validation',
-            errorName: (error as Error).name,
-            errorMessage: (error as Error).message,
-          },
-          subs[0],
-          message,
-        );
-        return undefined;
+        return this.rejectInvalid(work, message, subs, attempt, error);
       }
+      if (data instanceof Promise) {
+        return data.then(
+          (valid: unknown) => this.runValid(work, message, subs, attempt, holdRetries, valid),
+          (error: unknown) => this.rejectInvalid(work, message, subs, attempt, error),
+        );
+      }
+      return this.runValid(work, message, subs, attempt, holdRetries, data);
     }
+    return this.runValid(work, message, subs, attempt, holdRetries, message.data);
+  }
 
+  private rejectInvalid(
+    work: Work,
+    message: Message,
+    subs: readonly Subscription[],
+    attempt: number,
+    error: unknown,
+  ): Promise<undefined> {
+    return this.deadLetter(
+      work,
+      message.type,
+      message.id,
+      attempt,
+      {
+        reason: 'validation',
+        errorName: (error as Error).name,
+        errorMessage: (error as Error).message,
+      },
+      subs[0],
+      message,
+    ).then(noOutcome);
+  }
+
+  /** Runs the handlers on validated data, then settles. */
+  private runValid(
+    work: Work,
+    message: Message,
+    subs: readonly Subscription[],
+    attempt: number,
+    holdRetries: boolean,
+    data: unknown,
+  ): Promise<number | undefined> | undefined {
+    // The message was decoded for this delivery alone: set the validated data in place.
+    (message as { data: unknown }).data = data;
     const batchSub = subs.find((s) => s.batch);
     if (batchSub) return this.joinBatch(work, message, batchSub, attempt);
 
-    const ctx = this.context(work, message, subs[0]!, attempt);
-    const outcome = await this.runHandlers(work, ctx, subs, message);
-    return this.conclude(work, ctx, message, subs[0]!, attempt, outcome, holdRetries);
+    const sub = subs[0]!;
+    const ctx = this.context(work, message, sub, attempt);
+    const outcome = this.runHandlers(work, ctx, subs, message);
+    if (outcome !== HANDLED) {
+      return outcome.then((error) => this.conclude(work, ctx, message, sub, attempt, error, holdRetries));
+    }
+    if (ctx.transacted || ctx.afterAck.length > 0 || this.deps.observed)
+      return this.conclude(work, ctx, message, sub, attempt, undefined, holdRetries);
+    // The handlers finished synchronously and nothing waits for the ack's commit but its failure:
+    // the ack goes out with no async frame held until it commits.
+    return this.settle(work, () => work.delivery.ack(ctx.outgoing)).then(noOutcome, (storeError) => {
+      // The output could not be stored (no route, broker down): the message was not acked.
+      work.settled = false;
+      return this.conclude(work, ctx, message, sub, attempt, storeError, holdRetries);
+    });
   }
 
   private context(work: Work, message: Message, sub: Subscription, attempt: number): Context {
@@ -391,12 +465,11 @@ export class QueueConsumer {
   }
 
   /** The innermost step for a delivery handled by `sub` alone, made once per subscription. */
-  private invokerOf(sub: Subscription): (ctx: Context) => Promise<void> {
+  private invokerOf(sub: Subscription): (ctx: Context) => unknown {
     let invoke = this.invokers.get(sub);
     if (!invoke) {
-      invoke = async (c) => {
-        if (!c.skipped) await sub.handler(c.data, c);
-      };
+      // Not async: a synchronous handler's delivery needs no promise (see `runHandlers`).
+      invoke = (c) => (c.skipped ? undefined : sub.handler(c.data, c));
       this.invokers.set(sub, invoke);
     }
     return invoke;
@@ -408,17 +481,19 @@ export class QueueConsumer {
     ctx: Context,
     subs: readonly Subscription[],
     message: Message,
-  ): Promise<unknown> {
+  ): typeof HANDLED | Promise<unknown> {
     const timeoutMs = subs[0]!.timeoutMs;
     if (timeoutMs !== undefined) return this.runHandlersWithTimeout(work, ctx, subs, message, timeoutMs);
-    // No timeout, the common case: no async frame of its own, one promise from the chain.
-    let run: Promise<void>;
+    // No timeout, the common case: no async frame of its own, and no promise at all when the
+    // handler (and the middleware, if any) returned none.
+    let run: unknown;
     try {
       run = this.deps.run(ctx, this.innermost(subs, message));
     } catch (error) {
       return Promise.resolve(handlerError(error));
     }
-    return run.then(noError, handlerError);
+    if (!isThenable(run)) return HANDLED;
+    return Promise.resolve(run).then(noError, handlerError);
   }
 
   private async runHandlersWithTimeout(
@@ -451,7 +526,7 @@ export class QueueConsumer {
   }
 
   /** The innermost step of the chain: every matching handler, and the reply to a request. */
-  private innermost(subs: readonly Subscription[], message: Message): (ctx: Context) => Promise<void> {
+  private innermost(subs: readonly Subscription[], message: Message): (ctx: Context) => unknown {
     if (subs.length === 1 && subs[0]!.contract?.kind !== 'request') return this.invokerOf(subs[0]!);
     return async (c) => {
       if (c.skipped) return;
@@ -699,6 +774,22 @@ export class QueueConsumer {
 
 function noError(): undefined {
   return undefined;
+}
+
+/** A step's settle outcome when nothing was held back for a retry. */
+function noOutcome(): undefined {
+  return undefined;
+}
+
+/** `runHandlers`: the handlers finished synchronously, without error. */
+const HANDLED = Symbol('handled');
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
 }
 
 /** What a handler threw, as the error its outcome carries (a throw of undefined still fails it). */

@@ -40,8 +40,8 @@ export class Context<T = unknown> implements HandlerContext<T> {
   readonly afterAck: (() => Promise<void>)[] = [];
   /** Set by the inbox: the message was handled before, ack without running the handler. */
   skipped = false;
-  /** The innermost step of the middleware chain: the handlers. */
-  final: (ctx: Context) => Promise<void> = noHandlers;
+  /** The innermost step of the middleware chain: the handlers (a promise only if they returned one). */
+  final: (ctx: Context) => unknown = noHandlers;
   data: T;
   private outputIndex = 0;
 

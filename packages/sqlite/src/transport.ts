@@ -443,10 +443,15 @@ export class SqliteTransport implements Transport {
     }
   }
 
-  /** Sends the pending writes and the claims consumers have room for to the writer, as one batch. */
-  private flush(): void {
+  /**
+   * Sends the pending writes and the claims consumers have room for to the writer, as one batch.
+   * `threadOnly`: never on the event loop (the caller is in the middle of handing out deliveries).
+   */
+  private flush(threadOnly = false): void {
     const limit = this.options.writerThread === 'never' ? 1 : MAX_BATCHES_IN_FLIGHT;
     if (this.closed || !this.inline || this.batchesInFlight >= limit) return;
+    // No thread (it failed to start, or died): the next turn's flush runs it on the event loop.
+    if (threadOnly && this.writerThread() === this.inline) return;
     const now = this.now();
     const claims: ClaimRequest[] = [];
     const asked: Asked[] = [];
@@ -476,7 +481,7 @@ export class SqliteTransport implements Transport {
     const mode = this.options.writerThread;
     const writer =
       mode === 'always' ||
-      (mode === 'auto' && (this.batchesInFlight > 0 || commands.length > INLINE_MAX_WRITES))
+      (mode === 'auto' && (threadOnly || this.batchesInFlight > 0 || commands.length > INLINE_MAX_WRITES))
         ? this.writerThread()
         : this.inline;
     this.batchesInFlight++;
@@ -618,7 +623,19 @@ export class SqliteTransport implements Transport {
     const held = this.held.get(seq);
     if (held?.token !== token) return;
     this.held.delete(seq);
-    held.consumer.unsettled--;
+    const consumer = held.consumer;
+    consumer.unsettled--;
+    // Half the prefetch is free: claim now, on the writer thread, while the event loop handles the
+    // other half (a consumer whose handlers finish synchronously would otherwise handle all of it
+    // first, and then wait for the writer with nothing to do). Only once the thread runs: starting
+    // it takes longer than a quiet consumer's batch on the event loop.
+    if (
+      consumer.options.prefetch - consumer.unsettled === Math.ceil(consumer.options.prefetch / 2) &&
+      this.thread !== undefined &&
+      this.thread.failure === undefined
+    ) {
+      this.flush(true);
+    }
     this.scheduleFlush();
   }
 
