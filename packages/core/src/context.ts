@@ -44,6 +44,9 @@ export class Context<T = unknown> implements HandlerContext<T> {
   final: (ctx: Context) => unknown = noHandlers;
   data: T;
   private outputIndex = 0;
+  /** Publishes, sends and replies started and not finished (see `outputPending`). */
+  private outputsRunning = 0;
+  private outputWaiters: (() => void)[] | undefined;
 
   constructor(
     readonly message: Message<T>,
@@ -96,10 +99,38 @@ export class Context<T = unknown> implements HandlerContext<T> {
   async reply(data: unknown): Promise<void> {
     const replyTo = this.message.replyTo;
     if (replyTo === undefined) return;
-    const contract = this.deps.requestContract;
-    const valid = contract ? await validate(contract.replySchema, data, `reply to '${this.type}'`) : data;
-    // A requester that stopped took its reply queue with it; replies are not durable, so drop it then.
-    await this.holdValid(replyType, valid, 1, {}, { kind: 'queue', queue: replyTo }, true);
+    this.outputStarted();
+    try {
+      const contract = this.deps.requestContract;
+      const valid = contract ? await validate(contract.replySchema, data, `reply to '${this.type}'`) : data;
+      // A requester that stopped took its reply queue with it; replies are not durable, so drop it then.
+      await this.holdValid(replyType, valid, 1, {}, { kind: 'queue', queue: replyTo }, true);
+    } finally {
+      this.outputFinished();
+    }
+  }
+
+  /**
+   * Core use: undefined when every publish, send and reply the handler started has finished, else
+   * a promise that resolves when they have. The settle waits for them, so output a handler did not
+   * await still goes with its ack (one that fails rejects its own promise, as ever).
+   */
+  outputPending(): Promise<void> | undefined {
+    if (this.outputsRunning === 0) return undefined;
+    this.outputWaiters ??= [];
+    const waiters = this.outputWaiters;
+    return new Promise((resolve) => {
+      waiters.push(resolve);
+    });
+  }
+
+  private outputStarted(): void {
+    this.outputsRunning++;
+  }
+
+  private outputFinished(): void {
+    if (--this.outputsRunning > 0 || this.outputWaiters === undefined) return;
+    for (const resolve of this.outputWaiters.splice(0)) resolve();
   }
 
   deadLetter(reason: string, message = `dead-lettered by the handler: ${reason}`): never {
@@ -132,8 +163,13 @@ export class Context<T = unknown> implements HandlerContext<T> {
   }
 
   /** Core use (saga timeouts): hold a message of an internal type for one queue, without a contract. */
-  holdForQueue(queue: string, type: string, data: unknown, options: PublishOptions): Promise<void> {
-    return this.holdValid(type, data, 1, options, { kind: 'queue', queue });
+  async holdForQueue(queue: string, type: string, data: unknown, options: PublishOptions): Promise<void> {
+    this.outputStarted();
+    try {
+      await this.holdValid(type, data, 1, options, { kind: 'queue', queue });
+    } finally {
+      this.outputFinished();
+    }
   }
 
   /** Core use: where the held output stands, to go back to it when an attempt inside a handler is redone. */
@@ -161,8 +197,13 @@ export class Context<T = unknown> implements HandlerContext<T> {
     options: PublishOptions,
     to: Destination,
   ): Promise<void> {
-    const valid = await validate(contract.schema, data, `message '${contract.type}'`);
-    await this.holdValid(contract.type, valid, contract.version, options, to);
+    this.outputStarted();
+    try {
+      const valid = await validate(contract.schema, data, `message '${contract.type}'`);
+      await this.holdValid(contract.type, valid, contract.version, options, to);
+    } finally {
+      this.outputFinished();
+    }
   }
 
   private async holdValid(

@@ -223,6 +223,39 @@ export function recoverabilityCases(create: CreateFixture): void {
   );
 
   it(
+    'stores output a synchronous handler started and did not await, with its ack',
+    caseOptions,
+    run(create, async (h) => {
+      const Cmd = defineCommand(h.type('orders.pack'), numbered);
+      const Packed = defineCommand(h.type('orders.packed'), numbered);
+      const q = h.queue('packing');
+      const downstream = h.queue('downstream');
+      const packed: number[] = [];
+      await h.bus(
+        q,
+        (b) =>
+          b.handle(Cmd, (d, ctx) => {
+            // Returns at once, before the send has even validated its data.
+            void ctx.send(Packed, { n: d.n });
+          }),
+        { routes: { [Packed.type]: downstream } },
+      );
+      await h.bus(downstream, (b) =>
+        b.handle(Packed, (d) => {
+          packed.push(d.n);
+        }),
+      );
+      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
+      for (let n = 1; n <= 10; n++) await producer.send(Cmd, { n });
+      await h.eventually(() => packed.length === 10, 'all ten outputs delivered');
+      assert.deepEqual(
+        [...packed].sort((a, b) => a - b),
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+      );
+    }),
+  );
+
+  it(
     "gives handler output the handled message's id as causation and its correlation id",
     caseOptions,
     run(create, async (h) => {
