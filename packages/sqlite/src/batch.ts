@@ -131,7 +131,21 @@ export class BatchRunner {
         values.push(batchValues);
         // Optimistic: run every command bare; if one throws, `runAll` redoes them with savepoints.
         try {
-          for (const command of batch.commands) batchValues.push(this.execute(command, now));
+          const commands = batch.commands;
+          for (let i = 0; i < commands.length; ) {
+            const run = ackRunLength(commands, i);
+            if (run > 1) {
+              const first = commands[i] as AckCommand;
+              const acked = this.queues.ackRange(first[1], run, first[2], first[3], first[4]);
+              if (acked) {
+                for (let k = 0; k < run; k++) batchValues.push(true);
+                i += run;
+                continue;
+              }
+            }
+            batchValues.push(this.execute(commands[i]!, now));
+            i++;
+          }
         } catch {
           throw retryWithSavepoints;
         }
@@ -296,6 +310,35 @@ export class BatchRunner {
     }
     return out;
   }
+}
+
+type AckCommand = Extract<Command, [typeof Do.ACK, ...unknown[]]>;
+
+/**
+ * How many commands from `start` are plain acks (no output, no key) of consecutive rows under one
+ * lease: a consumer whose handlers take about the same time acks in the order its claim handed the
+ * rows out, so most of a batch's acks are a few such runs, each deleted with one statement
+ * (`SqliteQueues.ackRange`).
+ */
+function ackRunLength(commands: readonly Command[], start: number): number {
+  const first = commands[start]!;
+  if (first[0] !== Do.ACK || first[5] !== null || first[6] !== null) return 0;
+  const [, seq, token, queueId, priority] = first;
+  let n = 1;
+  for (let i = start + 1; i < commands.length; i++, n++) {
+    const next = commands[i]!;
+    if (
+      next[0] !== Do.ACK ||
+      next[1] !== seq + n ||
+      next[2] !== token ||
+      next[3] !== queueId ||
+      next[4] !== priority ||
+      next[5] !== null ||
+      next[6] !== null
+    )
+      break;
+  }
+  return n;
 }
 
 function failure(error: unknown): BatchResult {

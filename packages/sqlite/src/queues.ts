@@ -402,6 +402,21 @@ export class SqliteQueues {
     return true;
   }
 
+  /**
+   * `ack` of `n` rows with consecutive seqs from `first`, all under lease `token` of one queue and
+   * priority and without a key: one range delete. False (and nothing done) unless every one of them
+   * is a ready row under that live lease; the caller then acks them one by one.
+   */
+  ackRange(first: number, n: number, token: number, queueId: number, priority: number): boolean {
+    const last = first + n - 1;
+    if (!this.leaseAliveFor(token, queueId, priority)) return false;
+    if ((this.s.countReadyRange.get(first, last) as number) !== n) return false;
+    this.s.ackReadyRange.run(first, last);
+    this.settledOne(queueId, priority, token, n);
+    this.count(queueId, LEASED, -n);
+    return true;
+  }
+
   /** Back to the queue at `availableAt`; `counted: false` gives the attempt back (defer, release). */
   retry(
     seq: number,

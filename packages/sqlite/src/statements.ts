@@ -85,6 +85,10 @@ export function prepareStatements(db: SqliteDatabase) {
        WHERE l.queue_id = ?`,
     ).pluck(),
     ackLeased: p(`DELETE FROM courier_messages WHERE seq = ? AND state = ${READY}`),
+    countReadyRange: p(
+      `SELECT count(*) FROM courier_messages WHERE seq BETWEEN ? AND ? AND state = ${READY}`,
+    ).pluck(),
+    ackReadyRange: p(`DELETE FROM courier_messages WHERE seq BETWEEN ? AND ? AND state = ${READY}`),
     rowOf: p(`SELECT priority, key FROM courier_messages WHERE seq = ? AND state = ${READY}`),
     explicitRowOf: p(
       `SELECT priority, key FROM courier_messages WHERE seq = ? AND state = ${LEASED} AND lease_token = ?`,

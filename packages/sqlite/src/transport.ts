@@ -619,6 +619,10 @@ export class SqliteTransport implements Transport {
     return done;
   }
 
+  private threadRunning(): boolean {
+    return this.thread !== undefined && this.thread.failure === undefined;
+  }
+
   private releaseSlot(seq: number, token: number): void {
     const held = this.held.get(seq);
     if (held?.token !== token) return;
@@ -631,8 +635,7 @@ export class SqliteTransport implements Transport {
     // it takes longer than a quiet consumer's batch on the event loop.
     if (
       consumer.options.prefetch - consumer.unsettled === Math.ceil(consumer.options.prefetch / 2) &&
-      this.thread !== undefined &&
-      this.thread.failure === undefined
+      this.threadRunning()
     ) {
       this.flush(true);
     }

@@ -207,3 +207,38 @@ test('higher priorities first, each priority with its own cursor', () =>
     assert.deepEqual(numbers(h.claim(10, 802)), [7, 1, 3, 6]);
     assert.deepEqual(h.stats(), { depth: 0, inFlight: 7, scheduled: 0 });
   }));
+
+test('acks of consecutive rows in one batch: one range, or one by one when a row has moved', () =>
+  withQueue((h) => {
+    h.publish(1, 2, 3, 4, 5, 6, 7, 8);
+    const rows = h.claim(8, 901);
+    const ack = (row: ClaimedRow) =>
+      [Do.ACK, row[Row.SEQ], 901, h.queueId, row[Row.PRIORITY], row[Row.KEY], null] as const;
+    // Row 3 has a lease of its own now (extended): a range over it cannot be a plain delete.
+    assert.deepEqual(h.run({ commands: [[Do.EXTEND, rows[2]![Row.SEQ], 901, 60_000]] }).values, [true]);
+    const first = h.run({ commands: rows.slice(0, 5).map((row) => [...ack(row)]) });
+    assert.deepEqual(first.values, [true, true, true, true, true]);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 3, scheduled: 0 });
+    // The rest in one run, and one row acked twice: the second ack finds nothing.
+    const rest = h.run({ commands: [...rows.slice(5), rows[7]!].map((row) => [...ack(row)]) });
+    assert.deepEqual(rest.values, [true, true, true, false]);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 0, scheduled: 0 });
+    assert.equal(h.leaseRows(), 0, 'the lease went with its last row');
+    assert.equal(h.db.prepare('SELECT count(*) FROM courier_messages').pluck().get(), 0);
+  }));
+
+test('a range of acks whose lease expired acks nothing', () =>
+  withQueue((h) => {
+    h.publish(1, 2, 3);
+    const rows = h.claim(3, 902, 1_000);
+    h.advance(2_000);
+    // The expired lease is reclaimed by the next due claim: its rows move, attempt counted.
+    assert.deepEqual(numbers(h.claim(3, 903, 30_000, true)), [1, 2, 3]);
+    const late = h.run({
+      commands: rows
+        .map((row) => [Do.ACK, row[Row.SEQ], 902, h.queueId, 0, null, null] as const)
+        .map((c) => [...c]),
+    });
+    assert.deepEqual(late.values, [false, false, false]);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 3, scheduled: 0 });
+  }));
