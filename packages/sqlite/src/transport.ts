@@ -421,7 +421,12 @@ export class SqliteTransport implements Transport {
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ command, resolve: resolve as (value: never) => void, reject });
       // The inline writer runs a batch on the spot: never from inside a caller's write.
-      if (this.pending.length >= EARLY_FLUSH_WRITES && this.options.writerThread !== 'never') this.flush();
+      if (
+        this.pending.length >= EARLY_FLUSH_WRITES &&
+        (this.options.writerThread === 'always' ||
+          (this.options.writerThread === 'auto' && this.threadRunning()))
+      )
+        this.flush();
       else this.scheduleFlush();
     });
   }
@@ -450,8 +455,8 @@ export class SqliteTransport implements Transport {
   private flush(threadOnly = false): void {
     const limit = this.options.writerThread === 'never' ? 1 : MAX_BATCHES_IN_FLIGHT;
     if (this.closed || !this.inline || this.batchesInFlight >= limit) return;
-    // No thread (it failed to start, or died): the next turn's flush runs it on the event loop.
-    if (threadOnly && this.writerThread() === this.inline) return;
+    // No thread ready (starting, failed or died): the next turn's flush runs it on the event loop.
+    if (threadOnly && !this.threadRunning()) return;
     const now = this.now();
     const claims: ClaimRequest[] = [];
     const asked: Asked[] = [];
@@ -479,11 +484,13 @@ export class SqliteTransport implements Transport {
     // A small batch while the thread is idle runs here at once: a hop to the thread and back costs
     // more than its SQL (tens of microseconds at the median, a millisecond at the 99th percentile).
     const mode = this.options.writerThread;
-    const writer =
+    let writer =
       mode === 'always' ||
       (mode === 'auto' && (threadOnly || this.batchesInFlight > 0 || commands.length > INLINE_MAX_WRITES))
         ? this.writerThread()
         : this.inline;
+    // A thread still starting would hold this batch for its whole start: it runs here meanwhile.
+    if (mode === 'auto' && writer === this.thread && !this.thread.ready) writer = this.inline;
     this.batchesInFlight++;
     writer.run(batch, (result) => this.finish(writes, asked, result));
   }
@@ -620,7 +627,7 @@ export class SqliteTransport implements Transport {
   }
 
   private threadRunning(): boolean {
-    return this.thread !== undefined && this.thread.failure === undefined;
+    return this.thread?.ready === true;
   }
 
   private releaseSlot(seq: number, token: number): void {

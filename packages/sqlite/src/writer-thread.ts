@@ -43,6 +43,8 @@ try {
   );
   const queues = new SqliteQueues(db, data.dedupWindowMs, Date.now);
   const runner = new BatchRunner(db, queues, new SqliteSagaStore(db));
+  // The transport runs its batches on the event loop until this arrives (see ThreadWriter.ready).
+  post({ kind: 'ready' });
   const queue: Batch[] = [];
   let busyRetryMs = 0;
   let retryTimer: ReturnType<typeof setTimeout> | undefined;

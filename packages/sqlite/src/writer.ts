@@ -36,6 +36,7 @@ export interface WriterThreadData {
 
 /** Messages from the writer thread. */
 export type WriterMessage =
+  | { readonly kind: 'ready' }
   | { readonly kind: 'result'; readonly result: BatchResult }
   | { readonly kind: 'fatal'; readonly error: ErrorData };
 
@@ -51,6 +52,7 @@ export class ThreadWriter implements Writer {
   private readonly worker: Worker;
   private readonly waiting: ((result: BatchResult) => void)[] = [];
   private broken: Error | undefined;
+  private isReady = false;
   private exited: Promise<void>;
 
   /** `entry` replaces writer-thread's own file (tests). Throws when the thread cannot be started. */
@@ -60,6 +62,7 @@ export class ThreadWriter implements Writer {
     this.worker.unref();
     this.worker.on('message', (message: WriterMessage) => {
       if (message.kind === 'fatal') this.fail(reviveError(message.error));
+      else if (message.kind === 'ready') this.isReady = true;
       else this.settle(message.result);
     });
     this.worker.on('error', (error) => this.fail(error));
@@ -74,6 +77,15 @@ export class ThreadWriter implements Writer {
   /** Set once the thread failed (it could not open the file, or died); every later batch fails too. */
   get failure(): Error | undefined {
     return this.broken;
+  }
+
+  /**
+   * True once the thread has opened its connection. Starting takes tens of milliseconds (a new
+   * isolate, the driver, the file): batches sent before wait that long, so `auto` keeps running
+   * them on the event loop until then.
+   */
+  get ready(): boolean {
+    return this.isReady && this.broken === undefined;
   }
 
   run(batch: Batch, done: (result: BatchResult) => void): void {

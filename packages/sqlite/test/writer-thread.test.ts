@@ -100,3 +100,29 @@ test("'auto' starts the thread for a large batch only, 'never' not at all", () =
       await never.close();
     }
   }));
+
+test("auto: a batch never waits for the writer thread's start, and later ones go to it once it is ready", () =>
+  withDir(async (dir) => {
+    const transport = sqlite({ path: join(dir, 'courier.db'), writerThread: 'auto' });
+    // White box: whether the thread exists and has opened its connection.
+    const thread = () => (transport as unknown as { thread?: { ready: boolean } }).thread;
+    try {
+      await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
+      // Forty writes in one turn: more than runs on the event loop when the thread is idle.
+      const burst = (from: number) =>
+        Promise.all(Array.from({ length: 40 }, (_, i) => transport.publish([testItem(from + i)])));
+      await burst(0);
+      assert.ok(thread() !== undefined, 'the burst started the thread');
+      // Starting takes tens of milliseconds; the burst did not wait for it.
+      assert.equal(thread()!.ready, false, 'the burst ran on the event loop while the thread started');
+      const until = Date.now() + 10_000;
+      while (!thread()!.ready) {
+        assert.ok(Date.now() < until, 'the thread became ready');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await burst(40);
+      assert.equal((await transport.stats('q')).depth, 80);
+    } finally {
+      await transport.close();
+    }
+  }));
