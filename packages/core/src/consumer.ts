@@ -437,12 +437,10 @@ export class QueueConsumer {
     const ctx = this.context(work, message, sub, attempt);
     const outcome = this.runHandlers(work, ctx, subs, message);
     if (outcome !== HANDLED) {
-      return outcome.then((error) =>
-        this.concludeAfterOutput(work, ctx, message, sub, attempt, error, holdRetries),
-      );
+      return outcome.then((error) => this.conclude(work, ctx, message, sub, attempt, error, holdRetries));
     }
-    if (ctx.transacted || ctx.afterAck.length > 0 || this.deps.observed || ctx.outputPending() !== undefined)
-      return this.concludeAfterOutput(work, ctx, message, sub, attempt, undefined, holdRetries);
+    if (ctx.transacted || ctx.afterAck.length > 0 || this.deps.observed || ctx.outputRunning)
+      return this.conclude(work, ctx, message, sub, attempt, undefined, holdRetries);
     // The handlers finished synchronously and nothing waits for the ack's commit but its failure:
     // the ack goes out with no async frame held until it commits.
     return this.settle(work, () => work.delivery.ack(ctx.outgoing)).then(noOutcome, (storeError) => {
@@ -540,22 +538,10 @@ export class QueueConsumer {
     };
   }
 
-  /** `conclude`, once the output the handler started (and perhaps did not await) is held. */
-  private concludeAfterOutput(
-    work: Work,
-    ctx: Context,
-    message: Message,
-    sub: Subscription,
-    attempt: number,
-    error: unknown,
-    holdRetries: boolean,
-  ): Promise<number | undefined> {
-    const output = ctx.outputPending();
-    if (output === undefined) return this.conclude(work, ctx, message, sub, attempt, error, holdRetries);
-    return output.then(() => this.conclude(work, ctx, message, sub, attempt, error, holdRetries));
-  }
-
-  /** Settles after the handler ran: ack with its output, or retry / dead-letter by the policy. */
+  /**
+   * Settles after the handler ran, once the output it started is held: ack with its output, or
+   * retry / dead-letter by the policy.
+   */
   private async conclude(
     work: Work,
     ctx: Context,
@@ -565,6 +551,9 @@ export class QueueConsumer {
     error: unknown,
     holdRetries: boolean,
   ): Promise<number | undefined> {
+    // Output the handler started and did not await goes with its ack all the same.
+    const output = ctx.outputPending();
+    if (output !== undefined) await output;
     if (ctx.transacted) {
       // ctx.transact already stored the output and acked in the application's transaction.
       work.settled = true;

@@ -124,6 +124,11 @@ export class Context<T = unknown> implements HandlerContext<T> {
     });
   }
 
+  /** Core use: whether a publish, send or reply the handler started is still running. */
+  get outputRunning(): boolean {
+    return this.outputsRunning > 0;
+  }
+
   private outputStarted(): void {
     this.outputsRunning++;
   }

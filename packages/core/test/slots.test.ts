@@ -9,7 +9,8 @@ import { memory } from '@courier/memory';
 import { z } from 'zod';
 import { defineEvent } from '../src/contracts.js';
 import { createBus } from '../src/index.js';
-import type { Delivery, Transport } from '../src/transport.js';
+import type { Transport } from '../src/transport.js';
+import { withAck } from './ack-proxy.js';
 
 /** `inner` with every ack held until `open()`: a transport whose commits are slow. */
 function slowAcks(inner: Transport): { transport: Transport; open(): void; held(): number } {
@@ -18,28 +19,9 @@ function slowAcks(inner: Transport): { transport: Transport; open(): void; held(
     release = resolve;
   });
   let held = 0;
-  const consume: Transport['consume'] = (queue, options, onDelivery) =>
-    inner.consume(queue, options, (delivery) => {
-      const slow = new Proxy(delivery, {
-        get: (target, name) => {
-          if (name === 'ack')
-            return (outgoing?: Parameters<Delivery['ack']>[0]) => {
-              held++;
-              return gate.then(() => target.ack(outgoing));
-            };
-          const value = Reflect.get(target, name, target);
-          return typeof value === 'function' ? value.bind(target) : value;
-        },
-      });
-      onDelivery(slow);
-    });
-  // Everything else goes to `inner` itself (a transport may keep private fields).
-  const transport = new Proxy(inner, {
-    get: (target, name) => {
-      if (name === 'consume') return consume;
-      const value = Reflect.get(target, name, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
+  const transport = withAck(inner, (delivery, outgoing) => {
+    held++;
+    return gate.then(() => delivery.ack(outgoing));
   });
   return { transport, open: release, held: () => held };
 }

@@ -10,33 +10,15 @@ import { memory } from '@courier/memory';
 import { z } from 'zod';
 import { defineCommand, defineEvent } from '../src/contracts.js';
 import { createBus } from '../src/index.js';
-import type { Delivery, Transport } from '../src/transport.js';
+import type { Transport } from '../src/transport.js';
+import { withAck } from './ack-proxy.js';
 
 /** `inner` whose first `failures` acks reject, as a broker that went away would. */
 function failingAcks(inner: Transport, failures: number): Transport {
   let left = failures;
-  const consume: Transport['consume'] = (queue, options, onDelivery) =>
-    inner.consume(queue, options, (delivery) => {
-      const failing = new Proxy(delivery, {
-        get: (target, name) => {
-          if (name === 'ack')
-            return (outgoing?: Parameters<Delivery['ack']>[0]) => {
-              if (left-- > 0) return Promise.reject(new Error('broker went away'));
-              return target.ack(outgoing);
-            };
-          const value = Reflect.get(target, name, target);
-          return typeof value === 'function' ? value.bind(target) : value;
-        },
-      });
-      onDelivery(failing);
-    });
-  return new Proxy(inner, {
-    get: (target, name) => {
-      if (name === 'consume') return consume;
-      const value = Reflect.get(target, name, target);
-      return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
+  return withAck(inner, (delivery, outgoing) =>
+    left-- > 0 ? Promise.reject(new Error('broker went away')) : delivery.ack(outgoing),
+  );
 }
 
 const Tick = defineEvent('sync.tick', z.object({ n: z.number() }));

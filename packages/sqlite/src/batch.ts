@@ -137,11 +137,10 @@ export class BatchRunner {
             if (run > 1) {
               const first = commands[i] as AckCommand;
               const acked = this.queues.ackRange(first[1], run, first[2], first[3], first[4]);
-              if (acked) {
-                for (let k = 0; k < run; k++) batchValues.push(true);
-                i += run;
-                continue;
-              }
+              // A range that is not all ready rows is acked one by one, without trying its parts.
+              for (let k = 0; k < run; k++) batchValues.push(acked || this.execute(commands[i + k]!, now));
+              i += run;
+              continue;
             }
             batchValues.push(this.execute(commands[i]!, now));
             i++;

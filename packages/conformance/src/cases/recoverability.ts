@@ -223,6 +223,33 @@ export function recoverabilityCases(create: CreateFixture): void {
   );
 
   it(
+    'keeps a message whose un-awaited output cannot be stored: retried, not acked',
+    caseOptions,
+    run(create, async (h) => {
+      const Cmd = defineCommand(h.type('orders.label'), numbered);
+      const Notify = defineCommand(h.type('mail.label'), numbered);
+      const q = h.queue('labels');
+      const attempts: number[] = [];
+      const bus = await h.bus(
+        q,
+        (b) =>
+          b.handle(Cmd, (d, ctx) => {
+            attempts.push(ctx.attempt);
+            // Returns at once: the ack waits for this send, and fails with it.
+            void ctx.send(Notify, { n: d.n });
+          }),
+        { routes: { [Notify.type]: h.queue('nowhere') } },
+      );
+      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
+      const sent = await producer.send(Cmd, { n: 1 });
+      await h.eventually(() => attempts.includes(2), 'a second attempt');
+      const letter = await h.deadLettered(bus, q, sent.id);
+      assert.equal(letter.info.reason, 'max-attempts');
+      assert.match(`${letter.info.errorName} ${letter.info.errorMessage}`, /NoRoute|nowhere|route/i);
+    }),
+  );
+
+  it(
     'stores output a synchronous handler started and did not await, with its ack',
     caseOptions,
     run(create, async (h) => {
