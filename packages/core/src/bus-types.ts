@@ -107,7 +107,10 @@ export interface PublishContext {
 /** Middleware around every publish (outermost first); it may replace `ctx.message`. */
 export type PublishMiddleware = Middleware<PublishContext>;
 
-/** Per-handler options. Queue-level ones (`concurrency`, `prefetch`, `leaseMs`) need a `queue` of its own. */
+/**
+ * Per-handler options. Queue-level ones (`concurrency`, `prefetch`, `maxPrefetch`, `leaseMs`) need a
+ * `queue` of its own.
+ */
 export interface SubscriptionOptions {
   /** Only messages whose headers all equal these. */
   headers?: Record<string, string>;
@@ -119,6 +122,8 @@ export interface SubscriptionOptions {
   concurrency?: number;
   /** Deliveries buffered from the broker on this handler's own queue (default: the bus's). */
   prefetch?: number;
+  /** How far the transport may grow that buffer while deliveries settle quickly (see `BusOptions`). */
+  maxPrefetch?: number;
   /** Lease of a delivery on this handler's own queue, in ms (default: the bus's). */
   leaseMs?: number;
   /** Abort and fail the handler after this many ms (HandlerTimeoutError, retried by policy). */
@@ -186,6 +191,12 @@ export interface BusOptions {
   concurrency?: number;
   /** Deliveries buffered from the broker per queue (default 2 × concurrency). */
   prefetch?: number;
+  /**
+   * How far the transport may grow the buffer while deliveries settle within milliseconds; it comes
+   * back to `prefetch` when they do not (default 256 when `prefetch` is not given, else `prefetch`:
+   * a fixed window). Transports that keep a fixed window use `prefetch`.
+   */
+  maxPrefetch?: number;
   /** Lease of a delivery in ms; a handler that runs longer must `extendLease` (default 30,000). */
   leaseMs?: number;
   /** Middleware around every handler, outermost first. */

@@ -111,7 +111,7 @@ export class QueueConsumer {
   constructor(
     readonly queue: string,
     readonly subscriptions: Subscription[],
-    private readonly limits: { concurrency: number; prefetch: number; leaseMs: number },
+    private readonly limits: { concurrency: number; prefetch: number; maxPrefetch: number; leaseMs: number },
     private readonly deps: ConsumerDeps,
   ) {
     const caps = deps.transport.capabilities;
@@ -128,7 +128,11 @@ export class QueueConsumer {
   async start(): Promise<void> {
     this.handle = await this.deps.transport.consume(
       this.queue,
-      { prefetch: this.limits.prefetch, leaseMs: this.limits.leaseMs },
+      {
+        prefetch: this.limits.prefetch,
+        maxPrefetch: this.limits.maxPrefetch,
+        leaseMs: this.limits.leaseMs,
+      },
       (delivery) => this.receive(delivery),
     );
   }

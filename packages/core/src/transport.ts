@@ -104,6 +104,12 @@ export interface Topology {
 export interface ConsumeOptions {
   /** Most unsettled deliveries this consumer holds at once. */
   readonly prefetch: number;
+  /**
+   * When larger than `prefetch`: the transport may hold up to this many while they settle quickly,
+   * and must come back to `prefetch` when they do not (see docs/concepts.md, "Concurrency, prefetch
+   * and leases"). A transport that keeps a fixed window ignores it.
+   */
+  readonly maxPrefetch?: number;
   /** How long a delivery stays leased before it is redelivered (attempt + 1). */
   readonly leaseMs: number;
 }

@@ -106,6 +106,29 @@ interface LocalConsumer {
   /** False once a claim came back short and nothing has changed since. */
   mayHaveMore: boolean;
   nextDueAt: number;
+  /** The prefetch in use now, from `options.prefetch` up to `options.maxPrefetch` (see `resize`). */
+  window: number;
+  /** The delivery being timed from its claim's arrival to its settle (see `resize`), or -1. */
+  probeSeq: number;
+  probeAt: number;
+}
+
+/**
+ * How long the last delivery of a claim may wait in this process, claim to settle, before the
+ * window shrinks (and under half of it, grows): about this much work is ever held here, so a
+ * larger window costs no lease and keeps other processes' consumers in the game.
+ */
+const WINDOW_WAIT_MS = 20;
+
+/**
+ * Doubles `consumer`'s window (up to `maxPrefetch`) when its probe settled within half of
+ * WINDOW_WAIT_MS, halves it (down to `prefetch`) when it took longer than WINDOW_WAIT_MS.
+ */
+function resize(consumer: LocalConsumer, waitedMs: number): void {
+  consumer.probeSeq = -1;
+  const { prefetch, maxPrefetch = prefetch } = consumer.options;
+  if (waitedMs * 2 < WINDOW_WAIT_MS) consumer.window = Math.min(maxPrefetch, consumer.window * 2);
+  else if (waitedMs > WINDOW_WAIT_MS) consumer.window = Math.max(prefetch, Math.floor(consumer.window / 2));
 }
 
 const capabilities: Capabilities = Object.freeze({
@@ -303,6 +326,9 @@ export class SqliteTransport implements Transport {
       active: true,
       mayHaveMore: true,
       nextDueAt: 0,
+      window: options.prefetch,
+      probeSeq: -1,
+      probeAt: 0,
     };
     this.consumers.add(consumer);
     this.scheduleFlush();
@@ -461,10 +487,12 @@ export class SqliteTransport implements Transport {
     const claims: ClaimRequest[] = [];
     const asked: Asked[] = [];
     for (const consumer of this.consumers) {
-      const room = consumer.options.prefetch - consumer.unsettled;
-      // While deliveries are out, wait until a quarter of the prefetch is free: fewer, larger claims.
-      if (!consumer.active || room <= 0 || (consumer.unsettled > 0 && room < consumer.options.prefetch / 4))
-        continue;
+      // A probe still out past the budget (a slow or stuck handler) shrinks the window now.
+      if (consumer.probeSeq >= 0 && now - consumer.probeAt > WINDOW_WAIT_MS)
+        resize(consumer, now - consumer.probeAt);
+      const room = consumer.window - consumer.unsettled;
+      // While deliveries are out, wait until a quarter of the window is free: fewer, larger claims.
+      if (!consumer.active || room <= 0 || (consumer.unsettled > 0 && room < consumer.window / 4)) continue;
       const due = consumer.nextDueAt <= now;
       if (!consumer.mayHaveMore && !due) continue;
       const token = this.tokenBase + ++this.tokenCounter;
@@ -564,6 +592,11 @@ export class SqliteTransport implements Transport {
   }
 
   private deliver(consumer: LocalConsumer, rows: ClaimedRow[], token: number): void {
+    // Times the claim's last row: it waits longest behind the others.
+    if (consumer.probeSeq < 0 && (consumer.options.maxPrefetch ?? 0) > consumer.options.prefetch) {
+      consumer.probeSeq = rows[rows.length - 1]![Row.SEQ];
+      consumer.probeAt = this.now();
+    }
     for (const row of rows) {
       const seq = row[Row.SEQ];
       this.held.set(seq, { token, consumer });
@@ -636,14 +669,12 @@ export class SqliteTransport implements Transport {
     this.held.delete(seq);
     const consumer = held.consumer;
     consumer.unsettled--;
-    // Half the prefetch is free: claim now, on the writer thread, while the event loop handles the
+    if (seq === consumer.probeSeq) resize(consumer, this.now() - consumer.probeAt);
+    // Half the window is free: claim now, on the writer thread, while the event loop handles the
     // other half (a consumer whose handlers finish synchronously would otherwise handle all of it
     // first, and then wait for the writer with nothing to do). Only once the thread runs: starting
     // it takes longer than a quiet consumer's batch on the event loop.
-    if (
-      consumer.options.prefetch - consumer.unsettled === Math.ceil(consumer.options.prefetch / 2) &&
-      this.threadRunning()
-    ) {
+    if (consumer.window - consumer.unsettled === Math.ceil(consumer.window / 2) && this.threadRunning()) {
       this.flush(true);
     }
     this.scheduleFlush();

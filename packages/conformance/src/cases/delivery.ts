@@ -276,6 +276,61 @@ export function deliveryCases(create: CreateFixture): void {
   );
 
   it(
+    'never holds more than maxPrefetch deliveries, and back to prefetch while handlers are slow',
+    caseOptions,
+    run(create, async (h) => {
+      const Cmd = defineCommand(h.type('window.do'), numbered);
+      const q = h.queue('window');
+      const fast = 300;
+      const slow = 40;
+      const gates = new Map<number, ReturnType<typeof gate>>();
+      const started: number[] = [];
+      let handled = 0;
+      const bus = await h.bus(
+        q,
+        (b) =>
+          b.handle(Cmd, async (d) => {
+            if (d.n >= fast) {
+              started.push(d.n);
+              const g = gate();
+              gates.set(d.n, g);
+              await g.wait();
+            }
+            handled++;
+          }),
+        { concurrency: 1, prefetch: 2, maxPrefetch: 16 },
+      );
+      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
+      // Fast handlers: a transport may grow its window, never past maxPrefetch.
+      let most = 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          most = Math.max(most, (await bus.stats(q)).inFlight);
+          await h.quiet(2);
+        }
+      })();
+      await Promise.all(Array.from({ length: fast }, (_, n) => producer.send(Cmd, { n })));
+      await h.eventually(() => handled === fast, `all ${fast} fast ones handled`);
+      sampling = false;
+      await sampler;
+      assert.ok(most <= 16, `${most} deliveries in flight at once, maxPrefetch is 16`);
+      // Handlers that do not settle: the window comes back to prefetch.
+      for (let n = fast; n < fast + slow; n++) await producer.send(Cmd, { n });
+      for (let round = 0; round < slow; round++) {
+        await h.eventually(() => started.length === round + 1, `slow handler ${round + 1} to start`);
+        await h.quiet(30);
+        const stats = await bus.stats(q);
+        assert.ok(stats.inFlight <= 16, `round ${round}: ${stats.inFlight} in flight, maxPrefetch is 16`);
+        if (round >= slow - 8)
+          assert.ok(stats.inFlight <= 2, `round ${round}: ${stats.inFlight} in flight, prefetch is 2`);
+        gates.get(started[round]!)!.open();
+      }
+      await h.eventually(() => handled === fast + slow, 'all handled');
+    }),
+  );
+
+  it(
     'never runs more than concurrency handlers at once, and does reach it',
     caseOptions,
     run(create, async (h) => {
