@@ -193,7 +193,7 @@ export interface BusOptions {
   prefetch?: number;
   /**
    * How far the transport may grow the buffer while deliveries settle within milliseconds; it comes
-   * back to `prefetch` when they do not (default 256 when `prefetch` is not given, else `prefetch`:
+   * back to `prefetch` when they do not (default 160 when `prefetch` is not given, else `prefetch`:
    * a fixed window). Transports that keep a fixed window use `prefetch`.
    */
   maxPrefetch?: number;

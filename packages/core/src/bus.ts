@@ -485,11 +485,12 @@ class MessageBus implements Bus {
 
 /**
  * `maxPrefetch` when none is given and `prefetch` is the default: the window may grow this far while
- * deliveries settle within milliseconds. Larger windows measured a little faster still, but each
- * held delivery lives past young-generation collections: 1,000 raised a draining consumer's peak
- * RSS by about 40 MB (docs/performance.md).
+ * deliveries settle within milliseconds. Larger windows measured a little faster still, but a claim
+ * of many rows arrives as one run of young objects that live until handled, which V8 then promotes
+ * page by page: at 256 a draining consumer's peak RSS was 144-151 MB in most runs, against 124-143
+ * at 100 and 160 (docs/performance.md).
  */
-const DEFAULT_MAX_PREFETCH = 256;
+const DEFAULT_MAX_PREFETCH = 160;
 
 /** The queue-level limits a consumer runs with. */
 interface QueueLimits {

@@ -41,9 +41,9 @@ async function consumeOptions(
   return seen;
 }
 
-it('a prefetch left to the bus may grow to 256, or to the maxPrefetch given', async () => {
+it('a prefetch left to the bus may grow to 160, or to the maxPrefetch given', async () => {
   const byDefault = await consumeOptions({ concurrency: 8 });
-  assert.deepEqual(pick([...byDefault.values()][0]!), { prefetch: 16, maxPrefetch: 256 });
+  assert.deepEqual(pick([...byDefault.values()][0]!), { prefetch: 16, maxPrefetch: 160 });
   const given = await consumeOptions({ concurrency: 8, maxPrefetch: 40 });
   assert.deepEqual(pick([...given.values()][0]!), { prefetch: 16, maxPrefetch: 40 });
   // A concurrency past the default maximum: the window starts (and stays) at its prefetch.
@@ -62,7 +62,7 @@ it("a handler's own queue takes its own prefetch and maxPrefetch", async () => {
   const own = await consumeOptions({}, { queue: 'limits.own', prefetch: 5 });
   assert.deepEqual(pick(own.get('limits.own')!), { prefetch: 5, maxPrefetch: 5 });
   const grows = await consumeOptions({}, { queue: 'limits.grows', concurrency: 4 });
-  assert.deepEqual(pick(grows.get('limits.grows')!), { prefetch: 32, maxPrefetch: 256 });
+  assert.deepEqual(pick(grows.get('limits.grows')!), { prefetch: 32, maxPrefetch: 160 });
   const capped = await consumeOptions({}, { queue: 'limits.capped', maxPrefetch: 50 });
   assert.deepEqual(pick(capped.get('limits.capped')!), { prefetch: 32, maxPrefetch: 50 });
 });

@@ -167,7 +167,8 @@ export class SqliteTransport implements Transport {
   private flushScheduled = false;
   private busyRetryMs = 1;
   private readonly consumers = new Set<LocalConsumer>();
-  private readonly held = new Map<number, { token: number; consumer: LocalConsumer }>();
+  /** Deliveries handed out and not settled yet, by seq. */
+  private readonly held = new Map<number, SqliteDelivery>();
   private readonly temporaryQueues = new Set<string>();
   /** Counts `wakeConsumers` calls: a short claim clears `mayHaveMore` only if nothing woke it since. */
   private wakes = 0;
@@ -408,8 +409,8 @@ export class SqliteTransport implements Transport {
         // Deliveries not settled go back to their queues at once; a crash stand-in (abandon) leaves
         // their leases to expire.
         const releases: Promise<unknown>[] = [];
-        for (const [seq, { token, consumer }] of this.held)
-          releases.push(this.write([Do.RETRY, seq, token, consumer.queueId, null, false]));
+        for (const [seq, { token, queueId }] of this.held)
+          releases.push(this.write([Do.RETRY, seq, token, queueId, null, false]));
         for (const queue of this.temporaryQueues) releases.push(this.write([Do.DELETE_QUEUE, queue]));
         await this.flushNow();
         await Promise.allSettled(releases);
@@ -599,12 +600,13 @@ export class SqliteTransport implements Transport {
     }
     for (const row of rows) {
       const seq = row[Row.SEQ];
-      this.held.set(seq, { token, consumer });
+      const delivery = new SqliteDelivery(this, consumer, row, token);
+      this.held.set(seq, delivery);
       if (!consumer.active) {
         void this.settle(seq, token, [Do.RETRY, seq, token, consumer.queueId, null, false]).catch(() => {});
         continue;
       }
-      consumer.onDelivery(new SqliteDelivery(this, consumer.queue, consumer.queueId, row, token));
+      consumer.onDelivery(delivery);
     }
   }
 
@@ -797,13 +799,14 @@ export class SqliteTransport implements Transport {
  * delivery. A class, so the getter lives on the prototype: one shape for every delivery.
  */
 class RowEnvelope implements Envelope {
-  readonly headers: Readonly<Record<string, string>>;
   readonly bodyText: string | undefined;
   readonly key: string | undefined;
   readonly priority: number | undefined;
   readonly expiresAt: number | undefined;
   readonly dedupId: string | undefined;
   private bytes: Uint8Array | undefined;
+  private readonly storedHeaders: string;
+  private parsedHeaders: Readonly<Record<string, string>> | undefined;
 
   constructor(
     row: ClaimedRow,
@@ -811,7 +814,7 @@ class RowEnvelope implements Envelope {
     readonly type: string,
     key: string | null,
   ) {
-    this.headers = parseHeaders(row[Row.HEADERS], id, type);
+    this.storedHeaders = row[Row.HEADERS];
     const stored = row[Row.BODY];
     if (typeof stored === 'string') this.bodyText = stored;
     else this.bytes = stored;
@@ -825,48 +828,61 @@ class RowEnvelope implements Envelope {
     this.bytes ??= Buffer.from(this.bodyText!, 'utf8');
     return this.bytes;
   }
+
+  /**
+   * Parsed when first read: a claim's rows arrive together and most wait in the consumer's buffer
+   * for a while; their header objects are made when each is handled, not all at once.
+   */
+  get headers(): Readonly<Record<string, string>> {
+    this.parsedHeaders ??= parseHeaders(this.storedHeaders, this.id, this.type);
+    return this.parsedHeaders;
+  }
 }
 
 /**
  * One claimed row handed to a consumer. A class rather than an object of closures: one is made per
- * message, and its methods only name the row (`seq`) and the lease (`token`) they settle.
+ * message, and its methods only name the row (`seq`) and the lease (`token`) they settle. It is its
+ * own RowKey, and the transport's record of what it has handed out (`held`): no object besides it
+ * per delivery.
  */
-class SqliteDelivery implements Delivery {
+class SqliteDelivery implements Delivery, RowKey {
   readonly envelope: Delivery['envelope'];
   readonly attempt: number;
+  readonly queue: string;
+  readonly queueId: number;
+  readonly priority: number;
+  readonly key: string | null;
   private readonly seq: number;
-  private readonly row: RowKey;
 
   constructor(
     private readonly transport: SqliteTransport,
-    readonly queue: string,
-    queueId: number,
+    readonly consumer: LocalConsumer,
     row: ClaimedRow,
-    private readonly token: number,
+    readonly token: number,
   ) {
     this.seq = row[Row.SEQ];
-    const id = row[Row.ID];
-    const type = row[Row.TYPE];
-    const key = row[Row.KEY];
-    this.row = { queueId, priority: row[Row.PRIORITY], key };
+    this.queue = consumer.queue;
+    this.queueId = consumer.queueId;
+    this.priority = row[Row.PRIORITY];
+    this.key = row[Row.KEY];
     this.attempt = row[Row.ATTEMPT];
-    this.envelope = new RowEnvelope(row, id, type, key);
+    this.envelope = new RowEnvelope(row, row[Row.ID], row[Row.TYPE], this.key);
   }
 
   ack(outgoing: readonly PublishItem[] = []): Promise<boolean> {
-    return this.transport.ackDelivery(this.seq, this.token, this.row, outgoing);
+    return this.transport.ackDelivery(this.seq, this.token, this, outgoing);
   }
 
   retry(delayMs: number): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, this.row.queueId, Date.now() + delayMs, true);
+    return this.transport.retryDelivery(this.seq, this.token, this.queueId, Date.now() + delayMs, true);
   }
 
   defer(untilMs: number): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, this.row.queueId, untilMs, false);
+    return this.transport.retryDelivery(this.seq, this.token, this.queueId, untilMs, false);
   }
 
   release(): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, this.row.queueId, undefined, false);
+    return this.transport.retryDelivery(this.seq, this.token, this.queueId, undefined, false);
   }
 
   deadLetter(info: DeadLetterInfo): Promise<boolean> {
@@ -878,7 +894,7 @@ class SqliteDelivery implements Delivery {
   }
 
   transact<R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
-    return this.transport.transact(this.seq, this.token, this.row, work, outgoing);
+    return this.transport.transact(this.seq, this.token, this, work, outgoing);
   }
 }
 
