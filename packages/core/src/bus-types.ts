@@ -192,9 +192,9 @@ export interface BusOptions {
   /** Deliveries buffered from the broker per queue (default 2 × concurrency). */
   prefetch?: number;
   /**
-   * How far the transport may grow the buffer while deliveries settle within milliseconds; it comes
-   * back to `prefetch` when they do not (default 160 when `prefetch` is not given, else `prefetch`:
-   * a fixed window). Transports that keep a fixed window use `prefetch`.
+   * Lets the transport grow the buffer up to this many while deliveries settle within milliseconds,
+   * and shrink it back to `prefetch` when they do not (default: `prefetch`, a fixed window).
+   * Transports that keep a fixed window use `prefetch`.
    */
   maxPrefetch?: number;
   /** Lease of a delivery in ms; a handler that runs longer must `extendLease` (default 30,000). */

@@ -89,12 +89,8 @@ class MessageBus implements Bus {
     this.limits = {
       concurrency,
       prefetch,
-      // A prefetch the application chose is kept as it is, unless it also gives a maximum.
-      maxPrefetch: maxPrefetchOf(
-        options.maxPrefetch,
-        prefetch,
-        options.prefetch === undefined ? DEFAULT_MAX_PREFETCH : prefetch,
-      ),
+      // A fixed window unless the application asks for one that may grow (see QueueLimits).
+      maxPrefetch: maxPrefetchOf(options.maxPrefetch, prefetch, prefetch),
       leaseMs: positiveInt(options.leaseMs ?? 30_000, 'leaseMs'),
     };
     this.maxMessageBytes = Math.min(
@@ -484,15 +480,12 @@ class MessageBus implements Bus {
 }
 
 /**
- * `maxPrefetch` when none is given and `prefetch` is the default: the window may grow this far while
- * deliveries settle within milliseconds. Larger windows measured a little faster still, but a claim
- * of many rows arrives as one run of young objects that live until handled, which V8 then promotes
- * page by page: at 256 a draining consumer's peak RSS was 144-151 MB in most runs, against 124-143
- * at 100 and 160 (docs/performance.md).
+ * The queue-level limits a consumer runs with. `maxPrefetch` is `prefetch` (a fixed window) unless
+ * the application gives one: a window grown to 160 or 256 made the in-process benchmark 10-15 %
+ * faster, but a draining consumer's peak RSS then reached 144-151 MB in most runs against 124-143
+ * (a claim's deliveries arrive as one run of young objects that V8 promotes page by page;
+ * docs/performance.md).
  */
-const DEFAULT_MAX_PREFETCH = 160;
-
-/** The queue-level limits a consumer runs with. */
 interface QueueLimits {
   concurrency: number;
   prefetch: number;
