@@ -193,8 +193,8 @@ export interface BusOptions {
   prefetch?: number;
   /**
    * Lets the transport grow the buffer up to this many while deliveries settle within milliseconds,
-   * and shrink it back to `prefetch` when they do not (default: `prefetch`, a fixed window).
-   * Transports that keep a fixed window use `prefetch`.
+   * and shrink it back to `prefetch` when they do not (default 256 when `prefetch` is not given,
+   * else `prefetch`: a fixed window). Transports that keep a fixed window use `prefetch`.
    */
   maxPrefetch?: number;
   /** Lease of a delivery in ms; a handler that runs longer must `extendLease` (default 30,000). */

@@ -89,8 +89,12 @@ class MessageBus implements Bus {
     this.limits = {
       concurrency,
       prefetch,
-      // A fixed window unless the application asks for one that may grow (see QueueLimits).
-      maxPrefetch: maxPrefetchOf(options.maxPrefetch, prefetch, prefetch),
+      // A prefetch the application chose stays fixed, unless it also gives a maximum.
+      maxPrefetch: maxPrefetchOf(
+        options.maxPrefetch,
+        prefetch,
+        options.prefetch === undefined ? DEFAULT_MAX_PREFETCH : prefetch,
+      ),
       leaseMs: positiveInt(options.leaseMs ?? 30_000, 'leaseMs'),
     };
     this.maxMessageBytes = Math.min(
@@ -480,12 +484,12 @@ class MessageBus implements Bus {
 }
 
 /**
- * The queue-level limits a consumer runs with. `maxPrefetch` is `prefetch` (a fixed window) unless
- * the application gives one: a window grown to 160 or 256 made the in-process benchmark 10-15 %
- * faster, but a draining consumer's peak RSS then reached 144-151 MB in most runs against 124-143
- * (a claim's deliveries arrive as one run of young objects that V8 promotes page by page;
- * docs/performance.md).
+ * `maxPrefetch` when the application gives neither it nor `prefetch`: the window may grow this far
+ * while deliveries settle within milliseconds (docs/performance.md, "a window that grows").
  */
+const DEFAULT_MAX_PREFETCH = 256;
+
+/** The queue-level limits a consumer runs with. */
 interface QueueLimits {
   concurrency: number;
   prefetch: number;

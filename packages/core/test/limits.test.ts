@@ -1,6 +1,6 @@
 /**
  * What the bus asks of `transport.consume` per queue: `prefetch`, and `maxPrefetch`, which lets the
- * transport grow its window only when the application gives it.
+ * transport grow its window when the application left the prefetch to the bus or gave a maximum.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -41,11 +41,14 @@ async function consumeOptions(
   return seen;
 }
 
-it('the window is fixed at prefetch unless a maxPrefetch is given', async () => {
+it('a prefetch left to the bus may grow to 256, or to the maxPrefetch given', async () => {
   const byDefault = await consumeOptions({ concurrency: 8 });
-  assert.deepEqual(pick([...byDefault.values()][0]!), { prefetch: 16, maxPrefetch: 16 });
+  assert.deepEqual(pick([...byDefault.values()][0]!), { prefetch: 16, maxPrefetch: 256 });
   const given = await consumeOptions({ concurrency: 8, maxPrefetch: 40 });
   assert.deepEqual(pick([...given.values()][0]!), { prefetch: 16, maxPrefetch: 40 });
+  // A concurrency past the default maximum: the window starts (and stays) at its prefetch.
+  const large = await consumeOptions({ concurrency: 200 });
+  assert.deepEqual(pick([...large.values()][0]!), { prefetch: 400, maxPrefetch: 400 });
 });
 
 it('a prefetch the application chose, with or without a maximum', async () => {
@@ -56,10 +59,12 @@ it('a prefetch the application chose, with or without a maximum', async () => {
 });
 
 it("a handler's own queue takes its own prefetch and maxPrefetch", async () => {
-  const fixed = await consumeOptions({}, { queue: 'limits.fixed', concurrency: 4 });
+  const fixed = await consumeOptions({ prefetch: 32 }, { queue: 'limits.fixed', concurrency: 4 });
   assert.deepEqual(pick(fixed.get('limits.fixed')!), { prefetch: 32, maxPrefetch: 32 });
-  const grows = await consumeOptions({}, { queue: 'limits.grows', maxPrefetch: 50 });
-  assert.deepEqual(pick(grows.get('limits.grows')!), { prefetch: 32, maxPrefetch: 50 });
+  const grows = await consumeOptions({}, { queue: 'limits.grows', concurrency: 4 });
+  assert.deepEqual(pick(grows.get('limits.grows')!), { prefetch: 32, maxPrefetch: 256 });
+  const capped = await consumeOptions({}, { queue: 'limits.capped', maxPrefetch: 50 });
+  assert.deepEqual(pick(capped.get('limits.capped')!), { prefetch: 32, maxPrefetch: 50 });
   // The bus's maximum holds for a handler's queue that sets no prefetch of its own.
   const inherits = await consumeOptions({ maxPrefetch: 300 }, { queue: 'limits.inherits', concurrency: 4 });
   assert.deepEqual(pick(inherits.get('limits.inherits')!), { prefetch: 32, maxPrefetch: 300 });

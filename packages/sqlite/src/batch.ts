@@ -6,7 +6,7 @@
  */
 import type { DeadLetterInfo, Topology } from '@courier/core';
 import type { SqliteQueues } from './queues.js';
-import type { ClaimedRow, StoredItem } from './rows.js';
+import type { ClaimedRow, ClaimedRows, StoredItem } from './rows.js';
 import { Row } from './rows.js';
 import type { SqliteDatabase } from './schema.js';
 import type { SqliteSagaStore } from './stores.js';
@@ -75,10 +75,11 @@ export type ClaimRequest = [
 
 /**
  * What a claim leased (expired rows already dead-lettered), whether it came back short, and after a
- * due check the queue's next due time (null for none; undefined when not looked at).
+ * due check the queue's next due time (null for none; undefined when not looked at). The rows are
+ * arrays where the batch ran, and may be packed once they crossed from the writer thread.
  */
-export type ClaimResult = [
-  rows: ClaimedRow[],
+export type ClaimResult<Rows extends ClaimedRows = ClaimedRow[]> = [
+  rows: Rows,
   short: boolean,
   nextDueAt: number | null | undefined,
   housekept: boolean,
@@ -91,14 +92,14 @@ export interface Batch {
 }
 
 /** How a batch went: each command's value or error and each claim's rows, or why nothing ran. */
-export type BatchResult =
+export type BatchResult<Rows extends ClaimedRows = ClaimedRow[]> =
   | {
       readonly kind: 'done';
       /** Each command's value, in order. */
       readonly values: unknown[];
       /** When a command failed: each command's error (undefined for those that succeeded). */
       readonly errors: unknown[] | undefined;
-      readonly claims: ClaimResult[];
+      readonly claims: ClaimResult<Rows>[];
       /** The earliest time a row this batch scheduled becomes due (Infinity for none). */
       readonly scheduledAt: number;
     }

@@ -87,6 +87,89 @@ export type ClaimedRow = [
   body: string | Uint8Array,
 ];
 
+/**
+ * A claim's rows as they cross from the writer thread: numbers in one array, strings as the bytes of
+ * one ASCII text, both outside V8's heap. Arriving as arrays of strings, a claim's rows were one run
+ * of young objects that all lived until handled, and V8 moved such runs to the old generation a page
+ * at a time (docs/performance.md); a delivery now decodes its strings when first read, each a string
+ * of its own (a slice of one big string would keep all of it alive for as long as any part lives).
+ */
+export interface PackedRows {
+  /** PACKED numbers per row, at `i * PACKED`: see `Packed`. */
+  readonly numbers: Float64Array;
+  /** Per row: id, type, key, dedupId, headers and a text body, one after the other, one byte a character. */
+  readonly text: Uint8Array;
+  /** Bodies stored as bytes, in row order. */
+  readonly binary: Uint8Array[];
+}
+
+/** A claim's rows: arrays where they were claimed, packed when they crossed from the writer thread. */
+export type ClaimedRows = ClaimedRow[] | PackedRows;
+
+/**
+ * Offsets in a packed row's numbers. Lengths are -1 for null; a body length below 0 is a bytes body,
+ * `binary[-1 - length]`.
+ */
+export const Packed = {
+  SEQ: 0,
+  ATTEMPT: 1,
+  PRIORITY: 2,
+  /** NaN for none. */
+  EXPIRES_AT: 3,
+  /** Where the row's strings start in `text`. */
+  START: 4,
+  ID: 5,
+  TYPE: 6,
+  KEY: 7,
+  DEDUP_ID: 8,
+  HEADERS: 9,
+  BODY: 10,
+} as const;
+
+/** Numbers per packed row. */
+export const PACKED = 11;
+
+/** `rows` packed for postMessage (see `PackedRows`); undefined when their text is not all ASCII. */
+export function packRows(rows: ClaimedRow[]): PackedRows | undefined {
+  const numbers = new Float64Array(rows.length * PACKED);
+  const parts: string[] = [];
+  const binary: Uint8Array[] = [];
+  let at = 0;
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    const o = i * PACKED;
+    numbers[o + Packed.SEQ] = row[Row.SEQ];
+    numbers[o + Packed.ATTEMPT] = row[Row.ATTEMPT];
+    numbers[o + Packed.PRIORITY] = row[Row.PRIORITY];
+    numbers[o + Packed.EXPIRES_AT] = row[Row.EXPIRES_AT] ?? Number.NaN;
+    numbers[o + Packed.START] = at;
+    const key = row[Row.KEY];
+    const dedupId = row[Row.DEDUP_ID];
+    const body = row[Row.BODY];
+    parts.push(row[Row.ID], row[Row.TYPE], key ?? '', dedupId ?? '', row[Row.HEADERS]);
+    numbers[o + Packed.ID] = row[Row.ID].length;
+    numbers[o + Packed.TYPE] = row[Row.TYPE].length;
+    numbers[o + Packed.KEY] = key === null ? -1 : key.length;
+    numbers[o + Packed.DEDUP_ID] = dedupId === null ? -1 : dedupId.length;
+    numbers[o + Packed.HEADERS] = row[Row.HEADERS].length;
+    at += row[Row.ID].length + row[Row.TYPE].length + (key?.length ?? 0) + (dedupId?.length ?? 0);
+    at += row[Row.HEADERS].length;
+    if (typeof body === 'string') {
+      parts.push(body);
+      numbers[o + Packed.BODY] = body.length;
+      at += body.length;
+    } else {
+      numbers[o + Packed.BODY] = -1 - binary.length;
+      binary.push(body);
+    }
+  }
+  const text = parts.join('');
+  const bytes = Buffer.from(text, 'utf8');
+  // Offsets count characters: they are bytes only when every character took one.
+  if (bytes.length !== text.length) return undefined;
+  return { numbers, text: ownBytes(bytes), binary };
+}
+
 /** Positions in a `ClaimedRow`. */
 export const Row = {
   SEQ: 0,

@@ -16,15 +16,15 @@ import type {
 } from '@courier/core';
 import { ClosedError, ConfigurationError, TransportError } from '@courier/core';
 import type Database from 'better-sqlite3';
-import { type Batch, type BatchResult, BatchRunner, type ClaimRequest, type Command, Do } from './batch.js';
+import { type Batch, BatchRunner, type ClaimRequest, type Command, Do } from './batch.js';
 import { startCheckpointer } from './checkpointer.js';
 import { SqliteQueues } from './queues.js';
-import type { ClaimedRow } from './rows.js';
-import { parseHeaders, Row, toStoredItem } from './rows.js';
+import type { ClaimedRow, ClaimedRows, PackedRows } from './rows.js';
+import { PACKED, Packed, parseHeaders, Row, toStoredItem } from './rows.js';
 import type { SqliteDatabase, Synchronous } from './schema.js';
 import { DEFAULT_CACHE_MB, openDatabase } from './schema.js';
 import { SqliteOutbox, SqliteSagaStore } from './stores.js';
-import { InlineWriter, ThreadWriter, type Writer } from './writer.js';
+import { InlineWriter, ThreadWriter, type Writer, type WriterResult } from './writer.js';
 
 /** Options of `sqlite()`; docs/sqlite.md lists them with their defaults. */
 export interface SqliteOptions {
@@ -524,7 +524,7 @@ export class SqliteTransport implements Transport {
     writer.run(batch, (result) => this.finish(writes, asked, result));
   }
 
-  private finish(writes: Pending[], asked: Asked[], result: BatchResult): void {
+  private finish(writes: Pending[], asked: Asked[], result: WriterResult): void {
     this.batchesInFlight--;
     if (result.kind !== 'done') {
       for (const { consumer, room, due } of asked) {
@@ -567,12 +567,13 @@ export class SqliteTransport implements Transport {
     for (let i = 0; i < asked.length; i++) {
       const { consumer, room, token, wakes } = asked[i]!;
       const [rows, short, nextDueAt, housekept] = result.claims[i]!;
-      consumer.unsettled -= room - rows.length;
+      const count = Array.isArray(rows) ? rows.length : rows.numbers.length / PACKED;
+      consumer.unsettled -= room - count;
       if (nextDueAt !== undefined)
         consumer.nextDueAt = Math.min(consumer.nextDueAt, nextDueAt ?? Number.POSITIVE_INFINITY);
       if (housekept) consumer.mayHaveMore = true;
       if (short && wakes === this.wakes) consumer.mayHaveMore = false;
-      if (rows.length === 0) continue;
+      if (count === 0) continue;
       leased = true;
       // The leases just taken end before anything else we know of.
       consumer.nextDueAt = Math.min(consumer.nextDueAt, now + consumer.options.leaseMs);
@@ -592,15 +593,17 @@ export class SqliteTransport implements Transport {
     for (const consumer of this.consumers) consumer.mayHaveMore = true;
   }
 
-  private deliver(consumer: LocalConsumer, rows: ClaimedRow[], token: number): void {
+  private deliver(consumer: LocalConsumer, rows: ClaimedRows, token: number): void {
+    const deliveries = Array.isArray(rows)
+      ? rows.map((row) => SqliteDelivery.ofRow(this, consumer, row, token))
+      : packedDeliveries(this, consumer, rows, token);
     // Times the claim's last row: it waits longest behind the others.
     if (consumer.probeSeq < 0 && (consumer.options.maxPrefetch ?? 0) > consumer.options.prefetch) {
-      consumer.probeSeq = rows[rows.length - 1]![Row.SEQ];
+      consumer.probeSeq = deliveries[deliveries.length - 1]!.seq;
       consumer.probeAt = this.now();
     }
-    for (const row of rows) {
-      const seq = row[Row.SEQ];
-      const delivery = new SqliteDelivery(this, consumer, row, token);
+    for (const delivery of deliveries) {
+      const seq = delivery.seq;
       this.held.set(seq, delivery);
       if (!consumer.active) {
         void this.settle(seq, token, [Do.RETRY, seq, token, consumer.queueId, null, false]).catch(() => {});
@@ -839,6 +842,118 @@ class RowEnvelope implements Envelope {
   }
 }
 
+/** The deliveries of rows packed by the writer thread (`PackedRows`). */
+function packedDeliveries(
+  transport: SqliteTransport,
+  consumer: LocalConsumer,
+  rows: PackedRows,
+  token: number,
+): SqliteDelivery[] {
+  const { numbers } = rows;
+  const text = Buffer.from(rows.text.buffer, rows.text.byteOffset, rows.text.byteLength);
+  const out = new Array<SqliteDelivery>(numbers.length / PACKED);
+  for (let i = 0, o = 0; o < numbers.length; i++, o += PACKED) {
+    const keyLength = numbers[o + Packed.KEY]!;
+    let key: string | null = null;
+    if (keyLength >= 0) {
+      const at = numbers[o + Packed.START]! + numbers[o + Packed.ID]! + numbers[o + Packed.TYPE]!;
+      key = text.toString('latin1', at, at + keyLength);
+    }
+    const priority = numbers[o + Packed.PRIORITY]!;
+    out[i] = new SqliteDelivery(
+      transport,
+      consumer,
+      token,
+      numbers[o + Packed.SEQ]!,
+      numbers[o + Packed.ATTEMPT]!,
+      priority,
+      key,
+      new PackedEnvelope(rows, text, o, key, priority),
+    );
+  }
+  return out;
+}
+
+/**
+ * A row packed by the writer thread as an envelope: its strings are decoded from the claim's bytes
+ * when first read, so a claim waiting in the consumer's buffer holds no strings at all.
+ */
+class PackedEnvelope implements Envelope {
+  readonly key: string | undefined;
+  readonly priority: number | undefined;
+  readonly expiresAt: number | undefined;
+  private fields: [id: string, type: string, dedupId: string | undefined, headers: string] | undefined;
+  private text: string | undefined;
+  private bytes: Uint8Array | undefined;
+  private parsedHeaders: Readonly<Record<string, string>> | undefined;
+
+  constructor(
+    private readonly rows: PackedRows,
+    /** `rows.text` as a Buffer (one view for the claim). */
+    private readonly bytesOfText: Buffer,
+    private readonly at: number,
+    key: string | null,
+    priority: number,
+  ) {
+    this.key = key ?? undefined;
+    this.priority = priority || undefined;
+    const expiresAt = rows.numbers[at + Packed.EXPIRES_AT]!;
+    this.expiresAt = Number.isNaN(expiresAt) ? undefined : expiresAt;
+  }
+
+  get id(): string {
+    return this.read()[0];
+  }
+
+  get type(): string {
+    return this.read()[1];
+  }
+
+  get dedupId(): string | undefined {
+    return this.read()[2];
+  }
+
+  get headers(): Readonly<Record<string, string>> {
+    this.parsedHeaders ??= parseHeaders(this.read()[3], this.id, this.type);
+    return this.parsedHeaders;
+  }
+
+  get bodyText(): string | undefined {
+    this.read();
+    return this.text;
+  }
+
+  get body(): Uint8Array {
+    this.read();
+    this.bytes ??= Buffer.from(this.text!, 'utf8');
+    return this.bytes;
+  }
+
+  private read(): [string, string, string | undefined, string] {
+    if (this.fields) return this.fields;
+    const n = this.rows.numbers;
+    const o = this.at;
+    const text = this.bytesOfText;
+    let at = n[o + Packed.START]!;
+    const take = (length: number): string => {
+      const value = text.toString('latin1', at, at + length);
+      at += length;
+      return value;
+    };
+    const id = take(n[o + Packed.ID]!);
+    const type = take(n[o + Packed.TYPE]!);
+    at += Math.max(0, n[o + Packed.KEY]!);
+    const dedupLength = n[o + Packed.DEDUP_ID]!;
+    const dedupId = dedupLength < 0 ? undefined : take(dedupLength);
+    const headers = take(n[o + Packed.HEADERS]!);
+    const bodyLength = n[o + Packed.BODY]!;
+    if (bodyLength >= 0) this.text = take(bodyLength);
+    else this.bytes = this.rows.binary[-1 - bodyLength];
+    this.fields = [id, type, dedupId, headers];
+    return this.fields;
+  }
+}
+
 /**
  * One claimed row handed to a consumer. A class rather than an object of closures: one is made per
  * message, and its methods only name the row (`seq`) and the lease (`token`) they settle. It is its
@@ -846,27 +961,36 @@ class RowEnvelope implements Envelope {
  * per delivery.
  */
 class SqliteDelivery implements Delivery, RowKey {
-  readonly envelope: Delivery['envelope'];
-  readonly attempt: number;
   readonly queue: string;
   readonly queueId: number;
-  readonly priority: number;
-  readonly key: string | null;
-  private readonly seq: number;
 
   constructor(
     private readonly transport: SqliteTransport,
     readonly consumer: LocalConsumer,
-    row: ClaimedRow,
     readonly token: number,
+    readonly seq: number,
+    readonly attempt: number,
+    readonly priority: number,
+    readonly key: string | null,
+    readonly envelope: Delivery['envelope'],
   ) {
-    this.seq = row[Row.SEQ];
     this.queue = consumer.queue;
     this.queueId = consumer.queueId;
-    this.priority = row[Row.PRIORITY];
-    this.key = row[Row.KEY];
-    this.attempt = row[Row.ATTEMPT];
-    this.envelope = new RowEnvelope(row, row[Row.ID], row[Row.TYPE], this.key);
+  }
+
+  /** The delivery of a row claimed on this thread. */
+  static ofRow(transport: SqliteTransport, consumer: LocalConsumer, row: ClaimedRow, token: number) {
+    const key = row[Row.KEY];
+    return new SqliteDelivery(
+      transport,
+      consumer,
+      token,
+      row[Row.SEQ],
+      row[Row.ATTEMPT],
+      row[Row.PRIORITY],
+      key,
+      new RowEnvelope(row, row[Row.ID], row[Row.TYPE], key),
+    );
   }
 
   ack(outgoing: readonly PublishItem[] = []): Promise<boolean> {

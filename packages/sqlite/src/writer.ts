@@ -8,19 +8,23 @@
 import { Worker } from 'node:worker_threads';
 import { CourierError, NoRouteError, TransportError } from '@courier/core';
 import type { Batch, BatchResult, BatchRunner } from './batch.js';
+import { type ClaimedRows, packRows } from './rows.js';
 import type { Synchronous } from './schema.js';
 
 /** Runs the transport's batches, one transaction each (or several queued ones in one). */
 export interface Writer {
   /** Runs `batch`; `done` receives its result (at once for the inline writer). */
-  run(batch: Batch, done: (result: BatchResult) => void): void;
+  run(batch: Batch, done: (result: WriterResult) => void): void;
 }
+
+/** A batch's result as the transport gets it: claimed rows packed when they come from the thread. */
+export type WriterResult = BatchResult<ClaimedRows>;
 
 /** Runs a batch on the transport's own connection, before `run` returns. */
 export class InlineWriter implements Writer {
   constructor(private readonly runner: BatchRunner) {}
 
-  run(batch: Batch, done: (result: BatchResult) => void): void {
+  run(batch: Batch, done: (result: WriterResult) => void): void {
     done(this.runner.run(batch));
   }
 }
@@ -37,7 +41,7 @@ export interface WriterThreadData {
 /** Messages from the writer thread. */
 export type WriterMessage =
   | { readonly kind: 'ready' }
-  | { readonly kind: 'result'; readonly result: BatchResult }
+  | { readonly kind: 'result'; readonly result: WriterResult }
   | { readonly kind: 'fatal'; readonly error: ErrorData };
 
 /** An error as it crosses the thread boundary. */
@@ -50,7 +54,7 @@ export interface ErrorData {
 /** Runs batches on the writer thread, in the order sent; `done` is called from a later event-loop turn. */
 export class ThreadWriter implements Writer {
   private readonly worker: Worker;
-  private readonly waiting: ((result: BatchResult) => void)[] = [];
+  private readonly waiting: ((result: WriterResult) => void)[] = [];
   private broken: Error | undefined;
   private isReady = false;
   private exited: Promise<void>;
@@ -88,7 +92,7 @@ export class ThreadWriter implements Writer {
     return this.isReady && this.broken === undefined;
   }
 
-  run(batch: Batch, done: (result: BatchResult) => void): void {
+  run(batch: Batch, done: (result: WriterResult) => void): void {
     if (this.broken) {
       done({ kind: 'failed', error: this.broken });
       return;
@@ -105,7 +109,7 @@ export class ThreadWriter implements Writer {
     await this.exited;
   }
 
-  private settle(result: BatchResult): void {
+  private settle(result: WriterResult): void {
     const done = this.waiting.shift();
     if (this.waiting.length === 0) this.worker.unref();
     done?.(reviveResult(result));
@@ -141,15 +145,21 @@ export function errorData(error: unknown): ErrorData {
   return { name: 'Error', message: String(error) };
 }
 
-/** The writer thread's result with its errors as data. */
-export function resultData(result: BatchResult): BatchResult {
+/** The writer thread's result with its errors as data and its claimed rows packed (`PackedRows`). */
+export function resultData(result: BatchResult): WriterResult {
   if (result.kind === 'failed') return { kind: 'failed', error: errorData(result.error) };
-  if (result.kind === 'done' && result.errors !== undefined)
-    return { ...result, errors: result.errors.map((e) => (e === undefined ? undefined : errorData(e))) };
-  return result;
+  if (result.kind !== 'done') return result;
+  return {
+    ...result,
+    claims: result.claims.map(([rows, ...rest]) => [
+      (rows.length === 0 ? undefined : packRows(rows)) ?? rows,
+      ...rest,
+    ]),
+    errors: result.errors?.map((e) => (e === undefined ? undefined : errorData(e))),
+  };
 }
 
-function reviveResult(result: BatchResult): BatchResult {
+function reviveResult(result: WriterResult): WriterResult {
   if (result.kind === 'failed') return { kind: 'failed', error: reviveError(result.error as ErrorData) };
   if (result.kind === 'done' && result.errors !== undefined)
     return {

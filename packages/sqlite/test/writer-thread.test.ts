@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { TransportError } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
-import type { BatchResult } from '../src/batch.js';
+import type { WriterResult } from '../src/writer.js';
 import { ThreadWriter } from '../src/writer.js';
 import { testItem } from './items.js';
 
@@ -30,14 +30,14 @@ test('a writer thread that cannot start fails its batches with TransportError', 
       },
       new URL(`file://${join(dir, 'no-such-writer-thread.js')}`),
     );
-    const result = await new Promise<BatchResult>((resolve) =>
+    const result = await new Promise<WriterResult>((resolve) =>
       writer.run({ commands: [], claims: [] }, resolve),
     );
     assert.equal(result.kind, 'failed');
     assert.ok(result.kind === 'failed' && result.error instanceof TransportError, String(result));
     assert.ok(writer.failure instanceof TransportError);
     // Later batches fail at once, and close() still returns.
-    const later = await new Promise<BatchResult>((resolve) =>
+    const later = await new Promise<WriterResult>((resolve) =>
       writer.run({ commands: [], claims: [] }, resolve),
     );
     assert.equal(later.kind, 'failed');
