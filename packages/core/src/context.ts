@@ -99,15 +99,12 @@ export class Context<T = unknown> implements HandlerContext<T> {
   async reply(data: unknown): Promise<void> {
     const replyTo = this.message.replyTo;
     if (replyTo === undefined) return;
-    this.outputStarted();
-    try {
+    await this.tracked(async () => {
       const contract = this.deps.requestContract;
       const valid = contract ? await validate(contract.replySchema, data, `reply to '${this.type}'`) : data;
       // A requester that stopped took its reply queue with it; replies are not durable, so drop it then.
       await this.holdValid(replyType, valid, 1, {}, { kind: 'queue', queue: replyTo }, true);
-    } finally {
-      this.outputFinished();
-    }
+    });
   }
 
   /**
@@ -129,13 +126,15 @@ export class Context<T = unknown> implements HandlerContext<T> {
     return this.outputsRunning > 0;
   }
 
-  private outputStarted(): void {
+  /** Runs one publish, send or reply, counted in `outputRunning` until it has finished. */
+  private async tracked(output: () => Promise<void>): Promise<void> {
     this.outputsRunning++;
-  }
-
-  private outputFinished(): void {
-    if (--this.outputsRunning > 0 || this.outputWaiters === undefined) return;
-    for (const resolve of this.outputWaiters.splice(0)) resolve();
+    try {
+      await output();
+    } finally {
+      if (--this.outputsRunning === 0 && this.outputWaiters !== undefined)
+        for (const resolve of this.outputWaiters.splice(0)) resolve();
+    }
   }
 
   deadLetter(reason: string, message = `dead-lettered by the handler: ${reason}`): never {
@@ -168,13 +167,8 @@ export class Context<T = unknown> implements HandlerContext<T> {
   }
 
   /** Core use (saga timeouts): hold a message of an internal type for one queue, without a contract. */
-  async holdForQueue(queue: string, type: string, data: unknown, options: PublishOptions): Promise<void> {
-    this.outputStarted();
-    try {
-      await this.holdValid(type, data, 1, options, { kind: 'queue', queue });
-    } finally {
-      this.outputFinished();
-    }
+  holdForQueue(queue: string, type: string, data: unknown, options: PublishOptions): Promise<void> {
+    return this.tracked(() => this.holdValid(type, data, 1, options, { kind: 'queue', queue }));
   }
 
   /** Core use: where the held output stands, to go back to it when an attempt inside a handler is redone. */
@@ -196,19 +190,11 @@ export class Context<T = unknown> implements HandlerContext<T> {
     }
   }
 
-  private async hold(
-    contract: Contract,
-    data: unknown,
-    options: PublishOptions,
-    to: Destination,
-  ): Promise<void> {
-    this.outputStarted();
-    try {
+  private hold(contract: Contract, data: unknown, options: PublishOptions, to: Destination): Promise<void> {
+    return this.tracked(async () => {
       const valid = await validate(contract.schema, data, `message '${contract.type}'`);
       await this.holdValid(contract.type, valid, contract.version, options, to);
-    } finally {
-      this.outputFinished();
-    }
+    });
   }
 
   private async holdValid(

@@ -18,6 +18,7 @@ import type Database from 'better-sqlite3';
 import { type Batch, BatchRunner, type ClaimRequest, type Command, Do } from './batch.js';
 import { startCheckpointer } from './checkpointer.js';
 import {
+  type DeliverySettler,
   type LocalConsumer,
   packedDeliveries,
   type RowKey,
@@ -113,7 +114,7 @@ const capabilities: Capabilities = Object.freeze({
  * it. Writes of one event-loop turn (publishes, claims, acks) are committed together; other
  * processes' commits are noticed by polling `PRAGMA data_version`.
  */
-export class SqliteTransport implements Transport {
+export class SqliteTransport implements Transport, DeliverySettler {
   readonly name = 'sqlite';
   readonly durability: Durability;
   readonly capabilities = capabilities;

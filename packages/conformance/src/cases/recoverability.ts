@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { it } from 'node:test';
 import { defineCommand, defineEvent, NonRetryableError } from '@courier/core';
 import { z } from 'zod';
-import { caseOptions, cloudEvent, numbered, run } from '../helpers.js';
+import { caseOptions, cloudEvent, type Harness, numbered, run } from '../helpers.js';
 import type { CreateFixture } from '../types.js';
 
 class InventoryError extends Error {
@@ -199,54 +199,13 @@ export function recoverabilityCases(create: CreateFixture): void {
   it(
     'keeps a message whose output cannot be stored: retried, not acked',
     caseOptions,
-    run(create, async (h) => {
-      const Cmd = defineCommand(h.type('orders.ship'), numbered);
-      const Notify = defineCommand(h.type('mail.send'), numbered);
-      const q = h.queue('shipping');
-      const attempts: number[] = [];
-      const bus = await h.bus(
-        q,
-        (b) =>
-          b.handle(Cmd, async (d, ctx) => {
-            attempts.push(ctx.attempt);
-            await ctx.send(Notify, { n: d.n });
-          }),
-        { routes: { [Notify.type]: h.queue('nowhere') } },
-      );
-      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
-      const sent = await producer.send(Cmd, { n: 1 });
-      await h.eventually(() => attempts.includes(2), 'a second attempt');
-      const letter = await h.deadLettered(bus, q, sent.id);
-      assert.equal(letter.info.reason, 'max-attempts');
-      assert.match(`${letter.info.errorName} ${letter.info.errorMessage}`, /NoRoute|nowhere|route/i);
-    }),
+    run(create, (h) => outputCannotBeStored(h, 'awaited')),
   );
 
   it(
     'keeps a message whose un-awaited output cannot be stored: retried, not acked',
     caseOptions,
-    run(create, async (h) => {
-      const Cmd = defineCommand(h.type('orders.label'), numbered);
-      const Notify = defineCommand(h.type('mail.label'), numbered);
-      const q = h.queue('labels');
-      const attempts: number[] = [];
-      const bus = await h.bus(
-        q,
-        (b) =>
-          b.handle(Cmd, (d, ctx) => {
-            attempts.push(ctx.attempt);
-            // Returns at once: the ack waits for this send, and fails with it.
-            void ctx.send(Notify, { n: d.n });
-          }),
-        { routes: { [Notify.type]: h.queue('nowhere') } },
-      );
-      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
-      const sent = await producer.send(Cmd, { n: 1 });
-      await h.eventually(() => attempts.includes(2), 'a second attempt');
-      const letter = await h.deadLettered(bus, q, sent.id);
-      assert.equal(letter.info.reason, 'max-attempts');
-      assert.match(`${letter.info.errorName} ${letter.info.errorMessage}`, /NoRoute|nowhere|route/i);
-    }),
+    run(create, (h) => outputCannotBeStored(h, 'not awaited')),
   );
 
   it(
@@ -319,4 +278,32 @@ export function recoverabilityCases(create: CreateFixture): void {
       assert.notEqual(seen[0]!.id, seen[1]!.id, 'each output has its own id');
     }),
   );
+}
+
+/**
+ * A handler sends to a queue that does not exist, its send `awaited` or not: the message is not
+ * acked, it is retried, and it ends in the dead letters once its attempts are used up.
+ */
+async function outputCannotBeStored(h: Harness, send: 'awaited' | 'not awaited'): Promise<void> {
+  const Cmd = defineCommand(h.type('orders.ship'), numbered);
+  const Notify = defineCommand(h.type('mail.send'), numbered);
+  const q = h.queue('shipping');
+  const attempts: number[] = [];
+  const bus = await h.bus(
+    q,
+    (b) =>
+      b.handle(Cmd, (d, ctx) => {
+        attempts.push(ctx.attempt);
+        const sent = ctx.send(Notify, { n: d.n });
+        // Not awaited, the handler returns at once: the ack waits for this send, and fails with it.
+        return send === 'awaited' ? sent : undefined;
+      }),
+    { routes: { [Notify.type]: h.queue('nowhere') } },
+  );
+  const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
+  const sent = await producer.send(Cmd, { n: 1 });
+  await h.eventually(() => attempts.includes(2), 'a second attempt');
+  const letter = await h.deadLettered(bus, q, sent.id);
+  assert.equal(letter.info.reason, 'max-attempts');
+  assert.match(`${letter.info.errorName} ${letter.info.errorMessage}`, /NoRoute|nowhere|route/i);
 }
