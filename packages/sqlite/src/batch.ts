@@ -5,6 +5,7 @@
  * (writer-thread.ts). Everything in a batch and its result is plain data, so it can cross threads.
  */
 import type { DeadLetterInfo, Topology } from '@courier/core';
+import { type AckBatch, type AckOutcomes, runAcks } from './acks.js';
 import type { SqliteQueues } from './queues.js';
 import type { ClaimedRow, ClaimedRows, StoredItem } from './rows.js';
 import { Row } from './rows.js';
@@ -87,6 +88,8 @@ export type ClaimResult<Rows extends ClaimedRows = ClaimedRow[]> = [
 
 /** One group commit's worth of writes and claims. */
 export interface Batch {
+  /** Plain acks, run before the commands (acks.ts). */
+  readonly acks?: AckBatch | undefined;
   readonly commands: Command[];
   readonly claims: ClaimRequest[];
 }
@@ -95,6 +98,8 @@ export interface Batch {
 export type BatchResult<Rows extends ClaimedRows = ClaimedRow[]> =
   | {
       readonly kind: 'done';
+      /** Each plain ack's outcome, when the batch had any. */
+      readonly acked: AckOutcomes | undefined;
       /** Each command's value, in order. */
       readonly values: unknown[];
       /** When a command failed: each command's error (undefined for those that succeeded). */
@@ -123,37 +128,31 @@ export class BatchRunner {
     private readonly now: () => number = Date.now,
   ) {
     // One transaction function for every commit (making one per flush showed in profiles).
-    this.optimistic = db.transaction((batches: readonly Batch[], values: unknown[][]): ClaimResult[][] => {
-      const now = this.now();
-      this.queues.begin();
-      const claims: ClaimResult[][] = [];
-      for (const batch of batches) {
-        const batchValues: unknown[] = [];
-        values.push(batchValues);
-        // Optimistic: run every command bare; if one throws, `runAll` redoes them with savepoints.
-        try {
-          const commands = batch.commands;
-          for (let i = 0; i < commands.length; ) {
-            const run = ackRunLength(commands, i);
-            if (run > 1) {
-              const first = commands[i] as AckCommand;
-              const acked = this.queues.ackRange(first[1], run, first[2], first[3], first[4]);
-              // A range that is not all ready rows is acked one by one, without trying its parts.
-              for (let k = 0; k < run; k++) batchValues.push(acked || this.execute(commands[i + k]!, now));
-              i += run;
-              continue;
-            }
-            batchValues.push(this.execute(commands[i]!, now));
-            i++;
+    this.optimistic = db.transaction(
+      (
+        batches: readonly Batch[],
+        values: unknown[][],
+        acked: (AckOutcomes | undefined)[],
+      ): ClaimResult[][] => {
+        const now = this.now();
+        this.queues.begin();
+        const claims: ClaimResult[][] = [];
+        for (const batch of batches) {
+          const batchValues: unknown[] = [];
+          values.push(batchValues);
+          // Optimistic: run every command bare; if one throws, `runAll` redoes them with savepoints.
+          try {
+            acked.push(batch.acks === undefined ? undefined : runAcks(this.queues, batch.acks));
+            for (const command of batch.commands) batchValues.push(this.execute(command, now));
+          } catch {
+            throw retryWithSavepoints;
           }
-        } catch {
-          throw retryWithSavepoints;
+          claims.push(this.claim(batch.claims, now));
         }
-        claims.push(this.claim(batch.claims, now));
-      }
-      this.queues.applyCounts();
-      return claims;
-    });
+        this.queues.applyCounts();
+        return claims;
+      },
+    );
   }
 
   run(batch: Batch): BatchResult {
@@ -166,11 +165,13 @@ export class BatchRunner {
    */
   runAll(batches: readonly Batch[]): BatchResult[] {
     const values: unknown[][] = [];
+    const acked: (AckOutcomes | undefined)[] = [];
     try {
-      const claims = this.optimistic.immediate(batches, values);
+      const claims = this.optimistic.immediate(batches, values, acked);
       const scheduledAt = this.queues.takeScheduled();
       return batches.map((_, i) => ({
         kind: 'done',
+        acked: acked[i],
         values: values[i]!,
         errors: undefined,
         claims: claims[i]!,
@@ -189,6 +190,7 @@ export class BatchRunner {
   private runWithSavepoints(batches: readonly Batch[]): BatchResult[] {
     const values: unknown[][] = [];
     const errors: unknown[][] = [];
+    const acked: (AckOutcomes | undefined)[] = [];
     try {
       const claims = this.db
         .transaction(() => {
@@ -200,6 +202,8 @@ export class BatchRunner {
             const batchErrors: unknown[] = [];
             values.push(batchValues);
             errors.push(batchErrors);
+            // Acks do not throw for a bad input of theirs: an error here fails the whole transaction.
+            acked.push(batch.acks === undefined ? undefined : runAcks(this.queues, batch.acks));
             for (const command of batch.commands) {
               // Count changes of the commands before this one are set aside: a failed one's go with its savepoint.
               const before = this.queues.takeCounts();
@@ -222,6 +226,7 @@ export class BatchRunner {
       const scheduledAt = this.queues.takeScheduled();
       return batches.map((_, i) => ({
         kind: 'done',
+        acked: acked[i],
         values: values[i]!,
         errors: errors[i]!,
         claims: claims[i]!,
@@ -310,35 +315,6 @@ export class BatchRunner {
     }
     return out;
   }
-}
-
-type AckCommand = Extract<Command, [typeof Do.ACK, ...unknown[]]>;
-
-/**
- * How many commands from `start` are plain acks (no output, no key) of consecutive rows under one
- * lease: a consumer whose handlers take about the same time acks in the order its claim handed the
- * rows out, so most of a batch's acks are a few such runs, each deleted with one statement
- * (`SqliteQueues.ackRange`).
- */
-function ackRunLength(commands: readonly Command[], start: number): number {
-  const first = commands[start]!;
-  if (first[0] !== Do.ACK || first[5] !== null || first[6] !== null) return 0;
-  const [, seq, token, queueId, priority] = first;
-  let n = 1;
-  for (let i = start + 1; i < commands.length; i++, n++) {
-    const next = commands[i]!;
-    if (
-      next[0] !== Do.ACK ||
-      next[1] !== seq + n ||
-      next[2] !== token ||
-      next[3] !== queueId ||
-      next[4] !== priority ||
-      next[5] !== null ||
-      next[6] !== null
-    )
-      break;
-  }
-  return n;
 }
 
 function failure(error: unknown): BatchResult {

@@ -15,6 +15,7 @@ import type {
 } from '@courier/core';
 import { ClosedError, ConfigurationError, TransportError } from '@courier/core';
 import type Database from 'better-sqlite3';
+import { PendingAcks, settleAcks } from './acks.js';
 import { type Batch, BatchRunner, type ClaimRequest, type Command, Do } from './batch.js';
 import { startCheckpointer } from './checkpointer.js';
 import {
@@ -69,6 +70,9 @@ export interface SqliteOptions {
 export type WriterThreadMode = 'auto' | 'always' | 'never';
 
 const WRITER_THREAD_MODES: readonly WriterThreadMode[] = ['auto', 'always', 'never'];
+
+/** A batch's plain acks and their callers' promises (`PendingAcks.take`). */
+type TakenAcks = NonNullable<ReturnType<PendingAcks['take']>>;
 
 /** A write waiting for its batch: the command and its caller's promise. */
 interface Pending {
@@ -129,6 +133,8 @@ export class SqliteTransport implements Transport, DeliverySettler {
   /** Why there is no writer thread (it could not start, or died); batches then run on the event loop. */
   private threadFailure: unknown;
   private pending: Pending[] = [];
+  /** Plain acks for the next batch (acks.ts), apart from the other writes. */
+  private readonly acks = new PendingAcks();
   private batchesInFlight = 0;
   private flushScheduled = false;
   private busyRetryMs = 1;
@@ -394,8 +400,9 @@ export class SqliteTransport implements Transport, DeliverySettler {
     }
     await this.checkpointer?.stop();
     this.closed = true;
-    for (const write of this.pending.splice(0))
-      write.reject(new ClosedError('the sqlite transport closed before the write ran'));
+    const closedError = new ClosedError('the sqlite transport closed before the write ran');
+    for (const write of this.pending.splice(0)) write.reject(closedError);
+    this.acks.rejectAll(closedError);
   }
 
   // ---- writes: one batch per event-loop turn --------------------------------------------------
@@ -413,15 +420,20 @@ export class SqliteTransport implements Transport, DeliverySettler {
     }
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ command, resolve: resolve as (value: never) => void, reject });
-      // The inline writer runs a batch on the spot: never from inside a caller's write.
-      if (
-        this.pending.length >= EARLY_FLUSH_WRITES &&
-        (this.options.writerThread === 'always' ||
-          (this.options.writerThread === 'auto' && this.threadRunning()))
-      )
-        this.flush();
-      else this.scheduleFlush();
+      this.queued();
     });
+  }
+
+  /** A write was queued: flush now when enough have gathered for the thread, else at the turn's end. */
+  private queued(): void {
+    // The inline writer runs a batch on the spot: never from inside a caller's write.
+    if (
+      this.pending.length + this.acks.size >= EARLY_FLUSH_WRITES &&
+      (this.options.writerThread === 'always' ||
+        (this.options.writerThread === 'auto' && this.threadRunning()))
+    )
+      this.flush();
+    else this.scheduleFlush();
   }
 
   private scheduleFlush(): void {
@@ -435,7 +447,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
 
   /** Until every write asked for so far has run (and the claims out have come back). */
   private async flushNow(): Promise<void> {
-    while (this.pending.length > 0 || this.batchesInFlight > 0) {
+    while (this.pending.length > 0 || this.acks.size > 0 || this.batchesInFlight > 0) {
       this.flush();
       await new Promise((resolve) => setTimeout(resolve, this.busyRetryMs));
     }
@@ -471,26 +483,30 @@ export class SqliteTransport implements Transport, DeliverySettler {
       if (due) consumer.nextDueAt = Number.POSITIVE_INFINITY;
     }
     const writes = this.pending;
-    if (writes.length === 0 && claims.length === 0) return;
+    if (writes.length === 0 && claims.length === 0 && this.acks.size === 0) return;
     this.pending = [];
+    const acks = this.acks.take();
     const commands: Command[] = new Array(writes.length);
     for (let i = 0; i < writes.length; i++) commands[i] = writes[i]!.command;
-    const batch: Batch = { commands, claims };
+    const batch: Batch = { acks: acks?.acks, commands, claims };
     // A small batch while the thread is idle runs here at once: a hop to the thread and back costs
     // more than its SQL (tens of microseconds at the median, a millisecond at the 99th percentile).
     const mode = this.options.writerThread;
     let writer =
       mode === 'always' ||
-      (mode === 'auto' && (threadOnly || this.batchesInFlight > 0 || commands.length > INLINE_MAX_WRITES))
+      (mode === 'auto' &&
+        (threadOnly ||
+          this.batchesInFlight > 0 ||
+          commands.length + (acks?.settles.length ?? 0) > INLINE_MAX_WRITES))
         ? this.writerThread()
         : this.inline;
     // A thread still starting would hold this batch for its whole start: it runs here meanwhile.
     if (mode === 'auto' && writer === this.thread && !this.thread.ready) writer = this.inline;
     this.batchesInFlight++;
-    writer.run(batch, (result) => this.finish(writes, asked, result));
+    writer.run(batch, (result) => this.finish(writes, acks, asked, result));
   }
 
-  private finish(writes: Pending[], asked: Asked[], result: WriterResult): void {
+  private finish(writes: Pending[], acks: TakenAcks | undefined, asked: Asked[], result: WriterResult): void {
     this.batchesInFlight--;
     if (result.kind !== 'done') {
       for (const { consumer, room, due } of asked) {
@@ -501,6 +517,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
       if (result.kind === 'busy') {
         // Another process holds the write lock (inline writer): try again soon, off the event loop.
         this.pending = writes.concat(this.pending);
+        if (acks) this.acks.putBack(acks);
         const wait = this.busyRetryMs;
         this.busyRetryMs = Math.min(this.busyRetryMs * 2, 50);
         setTimeout(() => this.scheduleFlush(), wait);
@@ -512,13 +529,15 @@ export class SqliteTransport implements Transport, DeliverySettler {
           ? error
           : new TransportError(`sqlite write failed on '${this.path}': ${error.message}`, { cause: error });
       for (const write of writes) write.reject(failure);
+      if (acks) settleAcks(acks.settles, undefined, failure);
       // Writes that came while this batch was out; not the claims alone, which would fail again at
       // once (a file that went away): they wait for the next write or poll.
-      if (this.pending.length > 0) this.scheduleFlush();
+      if (this.pending.length > 0 || this.acks.size > 0) this.scheduleFlush();
       return;
     }
     this.busyRetryMs = 1;
     const { values, errors } = result;
+    if (acks) settleAcks(acks.settles, result.acked);
     if (errors === undefined) {
       for (let i = 0; i < writes.length; i++) writes[i]!.resolve(values[i] as never);
     } else {
@@ -545,7 +564,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
       consumer.nextDueAt = Math.min(consumer.nextDueAt, now + consumer.options.leaseMs);
       this.deliver(consumer, rows, token);
     }
-    if (this.pending.length > 0 || leased) this.scheduleFlush();
+    if (this.pending.length > 0 || this.acks.size > 0 || leased) this.scheduleFlush();
   }
 
   /** Rows became due at `at` (a delay, a retry's backoff): every consumer looks again then. */
@@ -581,6 +600,13 @@ export class SqliteTransport implements Transport, DeliverySettler {
 
   /** The settles of `SqliteDelivery`, each one write in the next group commit. */
   ackDelivery(seq: number, token: number, row: RowKey, outgoing: readonly PublishItem[]): Promise<boolean> {
+    if (outgoing.length === 0 && row.key === null && !this.closed) {
+      const done = this.acks.add(seq, token, row.queueId, row.priority);
+      this.queued();
+      this.releaseSlot(seq, token);
+      this.wakeConsumers();
+      return done;
+    }
     let stored: Command;
     try {
       stored = [

@@ -99,7 +99,8 @@ export class ThreadWriter implements Writer {
     }
     if (this.waiting.length === 0) this.worker.ref();
     this.waiting.push(done);
-    this.worker.postMessage(batch);
+    // The acks' buffer is moved, not copied: the transport made it for this batch alone.
+    this.worker.postMessage(batch, batch.acks ? [batch.acks.buffer as ArrayBuffer] : []);
   }
 
   async close(): Promise<void> {

@@ -23,7 +23,9 @@ interface Harness {
   queues: SqliteQueues;
   /** Moves the runner's clock. */
   advance(ms: number): void;
-  run(batch: Partial<Batch>): { values: unknown[]; rows: ClaimedRow[][] };
+  run(batch: Partial<Batch>): { values: unknown[]; rows: ClaimedRow[][]; acked: number[] };
+  /** Plain acks of `rows` under `token`, as the transport sends them (acks.ts): each outcome. */
+  plainAcks(rows: ClaimedRow[], token: number): number[];
   publish(...ns: number[]): void;
   claim(room: number, token: number, leaseMs?: number, due?: boolean): ClaimedRow[];
   ack(row: ClaimedRow, token: number): boolean;
@@ -41,11 +43,19 @@ function withQueue(check: (h: Harness) => void): void {
     runner.run({ commands: [[Do.DECLARE, { queues: [{ name: 'q' }], bindings: [] }]], claims: [] });
     const queueId = queues.queueId('q')!;
     const run = (batch: Partial<Batch>) => {
-      const result = runner.run({ commands: batch.commands ?? [], claims: batch.claims ?? [] });
+      const result = runner.run({
+        acks: batch.acks,
+        commands: batch.commands ?? [],
+        claims: batch.claims ?? [],
+      });
       assert.equal(result.kind, 'done');
       if (result.kind !== 'done') throw new Error('unreachable');
       if (result.errors) for (const error of result.errors) if (error) throw error;
-      return { values: result.values, rows: result.claims.map((c) => c[0]) };
+      return {
+        values: result.values,
+        rows: result.claims.map((c) => c[0]),
+        acked: result.acked ? [...result.acked] : [],
+      };
     };
     const h: Harness = {
       queueId,
@@ -65,6 +75,10 @@ function withQueue(check: (h: Harness) => void): void {
       ack: (row, token) =>
         run({ commands: [[Do.ACK, row[Row.SEQ], token, queueId, row[Row.PRIORITY], row[Row.KEY], null]] })
           .values[0] as boolean,
+      plainAcks: (rows, token) =>
+        run({
+          acks: new Float64Array(rows.flatMap((row) => [row[Row.SEQ], token, queueId, row[Row.PRIORITY]])),
+        }).acked,
       stats: () => {
         const { depth, inFlight, scheduled } = queues.stats('q', clock);
         return { depth, inFlight, scheduled };
@@ -150,6 +164,31 @@ test('an expired lease gives its rows back with the attempt counted, and late se
     assert.equal(h.ack(again[0]!, 502), true);
     assert.equal(h.ack(again[1]!, 502), true);
     assert.deepEqual(h.stats(), { depth: 0, inFlight: 0, scheduled: 0 });
+    assert.equal(h.leaseRows(), 0);
+  }));
+
+test('plain acks: a run of rows goes at once, a gap or a settled row one by one, each with its outcome', () =>
+  withQueue((h) => {
+    h.publish(1, 2, 3, 4, 5, 6);
+    const rows = h.claim(6, 551);
+    assert.deepEqual(h.plainAcks([rows[0]!, rows[1]!, rows[2]!, rows[4]!], 551), [1, 1, 1, 1]);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 2, scheduled: 0 });
+    // Consecutive seqs, but the first is already gone: the range is refused and each row is tried.
+    assert.deepEqual(h.plainAcks([rows[4]!, rows[5]!], 551), [0, 1]);
+    assert.deepEqual(h.plainAcks([rows[3]!], 551), [1]);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 0, scheduled: 0 });
+    assert.equal(h.leaseRows(), 0);
+  }));
+
+test('plain acks under an expired lease are fenced, rows and all', () =>
+  withQueue((h) => {
+    h.publish(1, 2);
+    const rows = h.claim(2, 561, 1_000);
+    h.advance(1_001);
+    const again = h.claim(10, 562, 30_000, true);
+    assert.deepEqual(h.plainAcks(rows, 561), [0, 0]);
+    assert.deepEqual(h.stats(), { depth: 0, inFlight: 2, scheduled: 0 });
+    assert.deepEqual(h.plainAcks(again, 562), [1, 1]);
     assert.equal(h.leaseRows(), 0);
   }));
 
