@@ -187,18 +187,43 @@ export const Row = {
 /** Headers for a message that has none. */
 export const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
-// Rows hold the envelope's headers as JSON, minus what the row already says: the CloudEvents
-// attributes every Courier binary-mode envelope carries are left out and put back on read. That is a
-// third of a row's bytes (fewer pages written per commit) and of the JSON work per message.
-// A compact value starts with a flag character; plain JSON (rows written by hand or by another tool)
-// starts with '{' and is read as it is.
+// Rows hold the envelope's headers minus what the row already says: the CloudEvents attributes every
+// Courier binary-mode envelope carries (`ce-id` and `ce-type` equal to the row's columns, the constant
+// `ce-specversion` and `content-type`, and `ce-correlationid` when it is the id) are left out and put
+// back on read. The rest is stored as pairs, not JSON (schema 6): each name (one code character for a
+// CloudEvents attribute Courier sets, else the name and a UNIT) and its value, each ended by UNIT.
+// Making and reading JSON was 0.7 µs of a message's 19 on the two threads; the pairs are also about
+// a third shorter (fewer pages written per commit). A header whose name or value could not be told
+// apart in that form is kept as JSON instead ('c'/'C', schema 3), and plain JSON starting with '{'
+// (rows written by hand or by another tool) is read as it is.
+const PAIRS = 'd';
+/** Pairs, and `ce-correlationid` equals the id too. */
+const PAIRS_SELF_CORRELATED = 'D';
 const COMPACT = 'c';
-/** Compact, and `ce-correlationid` equals the id too. */
 const COMPACT_SELF_CORRELATED = 'C';
+const UNIT = '\x1f';
 const SPEC_VERSION = '1.0';
 const JSON_TYPE = 'application/json';
+/** The attributes with a code: character 1 is the first. */
+const CODED: readonly string[] = [
+  'ce-source',
+  'ce-time',
+  'ce-correlationid',
+  'ce-causationid',
+  'ce-partitionkey',
+  'ce-traceparent',
+  'ce-dataversion',
+  'ce-priority',
+  'ce-deliverat',
+  'ce-expiresat',
+  'ce-replyto',
+  'ce-dedupid',
+];
+const CODE_OF: ReadonlyMap<string, string> = new Map(
+  CODED.map((name, i) => [name, String.fromCharCode(1 + i)]),
+);
 
-/** The `headers` column for `envelope`: compact when it has the attributes the row can restore. */
+/** The `headers` column for `envelope`: pairs when it has the attributes the row can restore. */
 export function storedHeaders(envelope: Envelope): string {
   const h = envelope.headers;
   if (
@@ -210,6 +235,30 @@ export function storedHeaders(envelope: Envelope): string {
     return JSON.stringify(h);
   }
   const selfCorrelated = h['ce-correlationid'] === envelope.id;
+  let pairs = selfCorrelated ? PAIRS_SELF_CORRELATED : PAIRS;
+  for (const name in h) {
+    if (
+      name === 'ce-id' ||
+      name === 'ce-type' ||
+      name === 'ce-specversion' ||
+      name === 'content-type' ||
+      (selfCorrelated && name === 'ce-correlationid')
+    )
+      continue;
+    const value = h[name]!;
+    const code = CODE_OF.get(name);
+    if (code !== undefined) pairs += code;
+    else if (name.length === 0 || name.charCodeAt(0) < 0x20 || name.includes(UNIT))
+      return compactJson(h, selfCorrelated);
+    else pairs += name + UNIT;
+    if (value.includes(UNIT)) return compactJson(h, selfCorrelated);
+    pairs += value + UNIT;
+  }
+  return pairs;
+}
+
+/** Schema 3's form: the headers the row cannot restore, as JSON after a flag. */
+function compactJson(h: Readonly<Record<string, string>>, selfCorrelated: boolean): string {
   const rest: Record<string, string> = {};
   for (const name in h) {
     if (
@@ -227,22 +276,57 @@ export function storedHeaders(envelope: Envelope): string {
 
 /**
  * Headers as stored, for the row's `id` and `type`. A row written by something else with headers
- * that are not a JSON object of strings yields no headers at all, so the consumer's decode fails and
- * dead-letters it (`decode`) instead of the transport throwing on every claim.
+ * that cannot be read (not a JSON object of strings, broken pairs) yields no headers at all, so the
+ * consumer's decode fails and dead-letters it (`decode`) instead of the transport throwing on every
+ * claim.
  */
 export function parseHeaders(text: string, id: string, type: string): Record<string, string> {
   const flag = text.charCodeAt(0);
+  if (flag === 0x64 /* d */ || flag === 0x44 /* D */) return parsePairs(text, id, type, flag === 0x44) ?? {};
   const compact = flag === 0x63 /* c */ || flag === 0x43; /* C */
   const parsed = parseStringObject(compact ? text.slice(1) : text);
   if (!compact || parsed === undefined) return parsed ?? {};
+  const headers = restored(id, type, flag === 0x43);
+  for (const name in parsed) headers[name] = parsed[name]!;
+  return headers;
+}
+
+function restored(id: string, type: string, selfCorrelated: boolean): Record<string, string> {
   const headers: Record<string, string> = {
     'ce-specversion': SPEC_VERSION,
     'ce-id': id,
     'ce-type': type,
     'content-type': JSON_TYPE,
   };
-  if (flag === 0x43) headers['ce-correlationid'] = id;
-  for (const name in parsed) headers[name] = parsed[name]!;
+  if (selfCorrelated) headers['ce-correlationid'] = id;
+  return headers;
+}
+
+function parsePairs(
+  text: string,
+  id: string,
+  type: string,
+  selfCorrelated: boolean,
+): Record<string, string> | undefined {
+  const headers = restored(id, type, selfCorrelated);
+  for (let at = 1; at < text.length; ) {
+    let name: string | undefined;
+    const c = text.charCodeAt(at);
+    if (c < 0x20) {
+      name = CODED[c - 1];
+      if (name === undefined) return undefined;
+      at++;
+    } else {
+      const end = text.indexOf(UNIT, at);
+      if (end < 0) return undefined;
+      name = text.slice(at, end);
+      at = end + 1;
+    }
+    const end = text.indexOf(UNIT, at);
+    if (end < 0) return undefined;
+    headers[name] = text.slice(at, end);
+    at = end + 1;
+  }
   return headers;
 }
 

@@ -157,6 +157,9 @@ const migrations: readonly string[] = [
     PRIMARY KEY (queue_id, priority, token)
   ) WITHOUT ROWID;
   `,
+  // 6: headers may be stored as name/value pairs instead of JSON (rows.ts, storedHeaders), which
+  // code of version 5 would read as no headers at all; the version alone keeps that code away.
+  `SELECT 1;`,
 ];
 
 /** The Courier schema version this code writes and reads (the number of migrations). */

@@ -42,7 +42,7 @@ test('a new file gets WAL mode and the current schema version', () =>
     const transport = sqlite({ path: join(dir, 'courier.db') });
     try {
       await transport.start();
-      assert.equal(schemaVersion, 5);
+      assert.equal(schemaVersion, 6);
       assert.equal(transport.db.pragma('journal_mode', { simple: true }), 'wal');
       assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
       assert.equal(meta(transport, 'owner'), 'courier');
