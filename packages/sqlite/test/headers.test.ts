@@ -52,7 +52,12 @@ test("Courier's attributes and user headers are stored as pairs, a third shorter
 });
 
 test('headers the pairs cannot hold are stored as JSON and read back the same', () => {
-  for (const extra of [{ 'x-odd': 'a\u001fb' }, { '\u0001x': 'v' }, { 'x\u001fy': 'v' }]) {
+  const awkward: Record<string, string>[] = [
+    { 'x-odd': 'a\u001fb' },
+    { '\u0001x': 'v' },
+    { 'x\u001fy': 'v' },
+  ];
+  for (const extra of awkward) {
     const envelope = envelopeWith(extra);
     assert.equal(storedHeaders(envelope)[0], 'C');
     assert.deepEqual(roundTrip(envelope), envelope.headers);
