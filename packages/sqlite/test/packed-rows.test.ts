@@ -37,9 +37,25 @@ function items(text: (n: number) => string): PublishItem[] {
   });
 }
 
-/** What a consumer reads of an envelope, as plain data. */
-function seen(delivery: Delivery) {
+const FIELDS = [
+  'id',
+  'type',
+  'headers',
+  'body',
+  'bodyText',
+  'key',
+  'priority',
+  'expiresAt',
+  'dedupId',
+] as const;
+
+/**
+ * What a consumer reads of an envelope, as plain data, reading `FIELDS[first]` before the others:
+ * each field must come out right whichever one a consumer happens to read first.
+ */
+function seen(delivery: Delivery, first = 0) {
   const e = delivery.envelope;
+  void e[FIELDS[first % FIELDS.length]!];
   return {
     id: e.id,
     type: e.type,
@@ -65,7 +81,8 @@ async function roundTrip(published: PublishItem[]): Promise<Map<string, ReturnTy
       done = resolve;
     });
     const handle = await transport.consume('q', { prefetch: 100, leaseMs: 30_000 }, (delivery) => {
-      got.set(delivery.envelope.id, seen(delivery));
+      const value = seen(delivery, got.size);
+      got.set(value.id, value);
       void delivery.ack().then(() => {
         if (got.size === published.length) done();
       });
