@@ -237,14 +237,7 @@ export function storedHeaders(envelope: Envelope): string {
   const selfCorrelated = h['ce-correlationid'] === envelope.id;
   let pairs = selfCorrelated ? PAIRS_SELF_CORRELATED : PAIRS;
   for (const name in h) {
-    if (
-      name === 'ce-id' ||
-      name === 'ce-type' ||
-      name === 'ce-specversion' ||
-      name === 'content-type' ||
-      (selfCorrelated && name === 'ce-correlationid')
-    )
-      continue;
+    if (restoredOnRead(name, selfCorrelated)) continue;
     const value = h[name]!;
     const code = CODE_OF.get(name);
     if (code !== undefined) pairs += code;
@@ -257,18 +250,22 @@ export function storedHeaders(envelope: Envelope): string {
   return pairs;
 }
 
+/** Whether `name` is left out of the column because `restored` puts it back from the row. */
+function restoredOnRead(name: string, selfCorrelated: boolean): boolean {
+  return (
+    name === 'ce-id' ||
+    name === 'ce-type' ||
+    name === 'ce-specversion' ||
+    name === 'content-type' ||
+    (selfCorrelated && name === 'ce-correlationid')
+  );
+}
+
 /** Schema 3's form: the headers the row cannot restore, as JSON after a flag. */
 function compactJson(h: Readonly<Record<string, string>>, selfCorrelated: boolean): string {
   const rest: Record<string, string> = {};
   for (const name in h) {
-    if (
-      name === 'ce-id' ||
-      name === 'ce-type' ||
-      name === 'ce-specversion' ||
-      name === 'content-type' ||
-      (selfCorrelated && name === 'ce-correlationid')
-    )
-      continue;
+    if (restoredOnRead(name, selfCorrelated)) continue;
     rest[name] = h[name]!;
   }
   return (selfCorrelated ? COMPACT_SELF_CORRELATED : COMPACT) + JSON.stringify(rest);

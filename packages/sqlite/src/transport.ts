@@ -591,7 +591,11 @@ export class SqliteTransport implements Transport, DeliverySettler {
       const seq = delivery.seq;
       this.held.set(seq, delivery);
       if (!consumer.active) {
-        void this.settle(seq, token, [Do.RETRY, seq, token, consumer.queueId, null, false]).catch(() => {});
+        void this.settle(
+          seq,
+          token,
+          this.write<boolean>([Do.RETRY, seq, token, consumer.queueId, null, false]),
+        ).catch(() => {});
         continue;
       }
       consumer.onDelivery(delivery);
@@ -603,9 +607,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
     if (outgoing.length === 0 && row.key === null && !this.closed) {
       const done = this.acks.add(seq, token, row.queueId, row.priority);
       this.queued();
-      this.releaseSlot(seq, token);
-      this.wakeConsumers();
-      return done;
+      return this.settle(seq, token, done);
     }
     let stored: Command;
     try {
@@ -622,7 +624,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
       this.releaseSlot(seq, token);
       return Promise.reject(error);
     }
-    return this.settle(seq, token, stored);
+    return this.settle(seq, token, this.write<boolean>(stored));
   }
 
   retryDelivery(
@@ -632,11 +634,15 @@ export class SqliteTransport implements Transport, DeliverySettler {
     availableAt: number | undefined,
     counted: boolean,
   ): Promise<boolean> {
-    return this.settle(seq, token, [Do.RETRY, seq, token, queueId, availableAt ?? null, counted]);
+    return this.settle(
+      seq,
+      token,
+      this.write<boolean>([Do.RETRY, seq, token, queueId, availableAt ?? null, counted]),
+    );
   }
 
   deadLetterDelivery(seq: number, token: number, info: DeadLetterInfo): Promise<boolean> {
-    return this.settle(seq, token, [Do.DEAD_LETTER, seq, token, info]);
+    return this.settle(seq, token, this.write<boolean>([Do.DEAD_LETTER, seq, token, info]));
   }
 
   extendDeliveryLease(seq: number, token: number, ms: number): Promise<boolean> {
@@ -644,12 +650,11 @@ export class SqliteTransport implements Transport, DeliverySettler {
   }
 
   /**
-   * Queues one settle for the next batch and gives its consumer's slot back now, whatever the
-   * outcome: the claim in that same batch runs after the settle and may lease the row again (a
-   * retry without delay).
+   * A settle already queued for the next batch (`done`): gives its consumer's slot back now,
+   * whatever the outcome: the claim in that same batch runs after the settle and may lease the row
+   * again (a retry without delay).
    */
-  private settle(seq: number, token: number, command: Command): Promise<boolean> {
-    const done = this.write<boolean>(command);
+  private settle(seq: number, token: number, done: Promise<boolean>): Promise<boolean> {
     this.releaseSlot(seq, token);
     // The settled row may free a key or a slot: look again at the next claim.
     this.wakeConsumers();
