@@ -124,6 +124,47 @@ export function crashCases(create: CreateFixture): void {
   );
 
   it(
+    'a late settle from an expired lease does not settle the redelivery: a failure of that one is retried',
+    caseOptions,
+    run(create, async (h) => {
+      const Cmd = defineCommand(h.type('late.do'), numbered);
+      const q = h.queue('late');
+      const seen: number[] = [];
+      const stuck = gate();
+      const failing = gate();
+      const handler = async (attempt: number) => {
+        seen.push(attempt);
+        if (attempt === 1) await stuck.wait();
+        if (attempt === 2) {
+          await failing.wait();
+          throw new Error('the redelivery fails');
+        }
+      };
+      const options = { leaseMs, retry: { maxAttempts: 5, immediate: 2, jitter: 0 } };
+      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
+      await h.bus(q, (b) => b.handle(Cmd, (_d, ctx) => handler(ctx.attempt)), options);
+      await h.bus(q, (b) => b.handle(Cmd, (_d, ctx) => handler(ctx.attempt)), options);
+      await producer.send(Cmd, { n: 1 });
+      await h.eventually(() => seen.length === 2, 'a redelivery once the lease expired', {
+        within: 3 * leaseMs,
+      });
+      // The first handler finishes now: its ack is under the expired lease, and must not take the
+      // message from the redelivery still running.
+      stuck.open();
+      await h.quiet(200);
+      failing.open();
+      await h.eventually(() => seen.includes(3), `a third attempt after the redelivery failed: ${seen}`, {
+        within: 3 * leaseMs,
+      });
+      await h.eventually(async () => {
+        const stats = await producer.stats(q);
+        return stats.depth + stats.inFlight + stats.scheduled + stats.deadLettered === 0;
+      }, 'nothing left');
+      assert.deepEqual(seen, [1, 2, 3]);
+    }),
+  );
+
+  it(
     'extends a lease on request, so a long handler is not redelivered',
     caseOptions,
     run(create, async (h, t) => {
