@@ -20,6 +20,8 @@ export type Capability =
   | 'dedup'
   | 'deadLetter'
   | 'leaseExtension'
+  /** A settle under a lease that ran out is refused (`false`), so it cannot settle the redelivery. */
+  | 'fencedLeases'
   | 'durableAttempts'
   | 'headerFilter';
 

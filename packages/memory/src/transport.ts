@@ -40,6 +40,7 @@ export class MemoryTransport implements Transport {
     this.broker = broker;
     const caps: Record<string, 'native' | 'emulated'> = {
       leaseExtension: 'native',
+      fencedLeases: 'native',
       durableAttempts: 'native',
       headerFilter: 'native',
     };

@@ -109,6 +109,7 @@ const capabilities: Capabilities = Object.freeze({
   dedup: 'native',
   deadLetter: 'native',
   leaseExtension: 'native',
+  fencedLeases: 'native',
   durableAttempts: 'native',
   headerFilter: 'native',
 });
