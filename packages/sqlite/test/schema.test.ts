@@ -13,6 +13,7 @@ import { ConfigurationError } from '@courier/core';
 import type { SqliteTransport } from '@courier/sqlite';
 import { schemaVersion, sqlite } from '@courier/sqlite';
 import Database from 'better-sqlite3';
+import { testItem } from './items.js';
 
 async function inTempDir(run: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'courier-'));
@@ -37,13 +38,14 @@ function meta(transport: SqliteTransport, name: string): unknown {
   return transport.db.prepare('SELECT value FROM courier_meta WHERE name = ?').pluck().get(name);
 }
 
-test('a new file gets WAL mode and the current schema version', () =>
+test('a new file gets WAL mode, 8 KiB pages and the current schema version', () =>
   inTempDir(async (dir) => {
     const transport = sqlite({ path: join(dir, 'courier.db') });
     try {
       await transport.start();
       assert.equal(schemaVersion, 6);
       assert.equal(transport.db.pragma('journal_mode', { simple: true }), 'wal');
+      assert.equal(transport.db.pragma('page_size', { simple: true }), 8192);
       assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
       assert.equal(meta(transport, 'owner'), 'courier');
       const tables = transport.db
@@ -62,6 +64,26 @@ test('a new file gets WAL mode and the current schema version', () =>
       ]) {
         assert.ok(tables.includes(table), `has ${table}`);
       }
+    } finally {
+      await transport.close();
+    }
+  }));
+
+test('a file made with another page size keeps it, and works', () =>
+  inTempDir(async (dir) => {
+    const path = join(dir, 'courier.db');
+    // As a Courier version before 8 KiB pages made it: 4 KiB pages, already in WAL mode.
+    const old = new Database(path);
+    old.pragma('page_size = 4096');
+    old.pragma('journal_mode = WAL');
+    old.close();
+    const transport = sqlite({ path });
+    try {
+      await transport.start();
+      assert.equal(transport.db.pragma('page_size', { simple: true }), 4096);
+      await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
+      await transport.publish([testItem(1), testItem(2)]);
+      assert.equal((await transport.stats('q')).depth, 2);
     } finally {
       await transport.close();
     }
