@@ -74,21 +74,20 @@ const WRITER_THREAD_MODES: readonly WriterThreadMode[] = ['auto', 'always', 'nev
 /** A batch's plain acks and their callers' promises (`PendingAcks.take`). */
 type TakenAcks = NonNullable<ReturnType<PendingAcks['take']>>;
 
-/** A write waiting for its batch: the command and its caller's promise. */
-interface Pending {
-  readonly command: Command;
+/** The promise of a write's caller, settled when its batch comes back. */
+interface Caller {
   readonly resolve: (value: never) => void;
   readonly reject: (error: unknown) => void;
 }
 
 /** At most this many batches are with the writer thread at once. */
 const MAX_BATCHES_IN_FLIGHT = 4;
+/** The most writes a batch may hold and still run on the event loop while the writer thread is idle. */
+const INLINE_MAX_WRITES = 32;
 /**
  * With the writer thread, a turn that has gathered this many writes sends them at once instead of
  * at the end of the turn: the thread starts on them while the event loop makes the rest.
  */
-/** The most writes a batch may hold and still run on the event loop while the writer thread is idle. */
-const INLINE_MAX_WRITES = 32;
 const EARLY_FLUSH_WRITES = 256;
 
 /** A claim sent in a batch: for whom, how much room it reserved, the wake count when sent. */
@@ -133,7 +132,13 @@ export class SqliteTransport implements Transport, DeliverySettler {
   private thread: ThreadWriter | undefined;
   /** Why there is no writer thread (it could not start, or died); batches then run on the event loop. */
   private threadFailure: unknown;
-  private pending: Pending[] = [];
+  /**
+   * Writes for the next batch, and beside them their callers. Apart, so that once a batch has gone
+   * to the writer thread (a copy) only the callers stay alive: a thousand publishes in flight no
+   * longer keep their rows' strings through every young-generation GC until they commit.
+   */
+  private commands: Command[] = [];
+  private callers: Caller[] = [];
   /** Plain acks for the next batch (acks.ts), apart from the other writes. */
   private readonly acks = new PendingAcks();
   private batchesInFlight = 0;
@@ -402,7 +407,8 @@ export class SqliteTransport implements Transport, DeliverySettler {
     await this.checkpointer?.stop();
     this.closed = true;
     const closedError = new ClosedError('the sqlite transport closed before the write ran');
-    for (const write of this.pending.splice(0)) write.reject(closedError);
+    this.commands = [];
+    for (const caller of this.callers.splice(0)) caller.reject(closedError);
     this.acks.rejectAll(closedError);
   }
 
@@ -420,7 +426,8 @@ export class SqliteTransport implements Transport, DeliverySettler {
       }
     }
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ command, resolve: resolve as (value: never) => void, reject });
+      this.commands.push(command);
+      this.callers.push({ resolve: resolve as (value: never) => void, reject });
       this.queued();
     });
   }
@@ -429,7 +436,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
   private queued(): void {
     // The inline writer runs a batch on the spot: never from inside a caller's write.
     if (
-      this.pending.length + this.acks.size >= EARLY_FLUSH_WRITES &&
+      this.callers.length + this.acks.size >= EARLY_FLUSH_WRITES &&
       (this.options.writerThread === 'always' ||
         (this.options.writerThread === 'auto' && this.threadRunning()))
     )
@@ -448,7 +455,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
 
   /** Until every write asked for so far has run (and the claims out have come back). */
   private async flushNow(): Promise<void> {
-    while (this.pending.length > 0 || this.acks.size > 0 || this.batchesInFlight > 0) {
+    while (this.callers.length > 0 || this.acks.size > 0 || this.batchesInFlight > 0) {
       this.flush();
       await new Promise((resolve) => setTimeout(resolve, this.busyRetryMs));
     }
@@ -483,12 +490,11 @@ export class SqliteTransport implements Transport, DeliverySettler {
       // Looked at again when the result says when it is due next.
       if (due) consumer.nextDueAt = Number.POSITIVE_INFINITY;
     }
-    const writes = this.pending;
-    if (writes.length === 0 && claims.length === 0 && this.acks.size === 0) return;
-    this.pending = [];
+    const { commands, callers } = this;
+    if (commands.length === 0 && claims.length === 0 && this.acks.size === 0) return;
+    this.commands = [];
+    this.callers = [];
     const acks = this.acks.take();
-    const commands: Command[] = new Array(writes.length);
-    for (let i = 0; i < writes.length; i++) commands[i] = writes[i]!.command;
     const batch: Batch = { acks: acks?.acks, commands, claims };
     // A small batch while the thread is idle runs here at once: a hop to the thread and back costs
     // more than its SQL (tens of microseconds at the median, a millisecond at the 99th percentile).
@@ -504,10 +510,18 @@ export class SqliteTransport implements Transport, DeliverySettler {
     // A thread still starting would hold this batch for its whole start: it runs here meanwhile.
     if (mode === 'auto' && writer === this.thread && !this.thread.ready) writer = this.inline;
     this.batchesInFlight++;
-    writer.run(batch, (result) => this.finish(writes, acks, asked, result));
+    // Only the inline writer can come back busy, and then its commands are sent again.
+    const again = writer === this.inline ? commands : undefined;
+    writer.run(batch, (result) => this.finish(callers, again, acks, asked, result));
   }
 
-  private finish(writes: Pending[], acks: TakenAcks | undefined, asked: Asked[], result: WriterResult): void {
+  private finish(
+    callers: Caller[],
+    commands: Command[] | undefined,
+    acks: TakenAcks | undefined,
+    asked: Asked[],
+    result: WriterResult,
+  ): void {
     this.batchesInFlight--;
     if (result.kind !== 'done') {
       for (const { consumer, room, due } of asked) {
@@ -515,36 +529,39 @@ export class SqliteTransport implements Transport, DeliverySettler {
         // Its due check did not happen: still due.
         if (due) consumer.nextDueAt = 0;
       }
-      if (result.kind === 'busy') {
-        // Another process holds the write lock (inline writer): try again soon, off the event loop.
-        this.pending = writes.concat(this.pending);
+      // Another process holds the write lock (inline writer): try again soon, off the event loop.
+      // (The writer thread retries a busy batch itself, so it never says busy.)
+      if (result.kind === 'busy' && commands !== undefined) {
+        this.commands = commands.concat(this.commands);
+        this.callers = callers.concat(this.callers);
         if (acks) this.acks.putBack(acks);
         const wait = this.busyRetryMs;
         this.busyRetryMs = Math.min(this.busyRetryMs * 2, 50);
         setTimeout(() => this.scheduleFlush(), wait);
         return;
       }
-      const error = result.error as Error;
+      const error =
+        result.kind === 'failed' ? (result.error as Error) : new TransportError('the writer came back busy');
       const failure =
         error instanceof TransportError
           ? error
           : new TransportError(`sqlite write failed on '${this.path}': ${error.message}`, { cause: error });
-      for (const write of writes) write.reject(failure);
+      for (const caller of callers) caller.reject(failure);
       if (acks) settleAcks(acks.settles, undefined, failure);
       // Writes that came while this batch was out; not the claims alone, which would fail again at
       // once (a file that went away): they wait for the next write or poll.
-      if (this.pending.length > 0 || this.acks.size > 0) this.scheduleFlush();
+      if (this.callers.length > 0 || this.acks.size > 0) this.scheduleFlush();
       return;
     }
     this.busyRetryMs = 1;
     const { values, errors } = result;
     if (acks) settleAcks(acks.settles, result.acked);
     if (errors === undefined) {
-      for (let i = 0; i < writes.length; i++) writes[i]!.resolve(values[i] as never);
+      for (let i = 0; i < callers.length; i++) callers[i]!.resolve(values[i] as never);
     } else {
-      for (let i = 0; i < writes.length; i++) {
-        if (errors[i] === undefined) writes[i]!.resolve(values[i] as never);
-        else writes[i]!.reject(errors[i]);
+      for (let i = 0; i < callers.length; i++) {
+        if (errors[i] === undefined) callers[i]!.resolve(values[i] as never);
+        else callers[i]!.reject(errors[i]);
       }
     }
     if (result.scheduledAt !== Number.POSITIVE_INFINITY) this.noteScheduled(result.scheduledAt);
@@ -565,7 +582,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
       consumer.nextDueAt = Math.min(consumer.nextDueAt, now + consumer.options.leaseMs);
       this.deliver(consumer, rows, token);
     }
-    if (this.pending.length > 0 || this.acks.size > 0 || leased) this.scheduleFlush();
+    if (this.callers.length > 0 || this.acks.size > 0 || leased) this.scheduleFlush();
   }
 
   /** Rows became due at `at` (a delay, a retry's backoff): every consumer looks again then. */
