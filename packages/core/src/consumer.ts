@@ -11,6 +11,7 @@ import { matchesHeaders, matchesPattern } from './names.js';
 import type { Producer } from './producer.js';
 import type { RetryPolicy } from './retry.js';
 import { nextRetryDelay } from './retry.js';
+import { SlotSet, type Slotted } from './slot-set.js';
 import type { InboxStore } from './stores.js';
 import type { ConsumerHandle, DeadLetterInfo, DeadLetterStore, Delivery, Transport } from './transport.js';
 import { decodeEnvelope, envelopeOver, envelopeSizeBytes } from './wire.js';
@@ -48,8 +49,9 @@ export interface ConsumerDeps {
 }
 
 /** A delivery being worked on; settled at most once, whatever races (stop deadline, lease, kill). */
-class Work {
+class Work implements Slotted {
   settled = false;
+  slot = -1;
   private controller: AbortController | undefined;
   private abortReason: unknown;
 
@@ -89,7 +91,7 @@ export class QueueConsumer {
   private handle: ConsumerHandle | undefined;
   private buffer: Work[] = [];
   /** Deliveries holding a handler slot: from dispatch until their settle is sent. */
-  private readonly running = new Set<Work>();
+  private readonly running = new SlotSet<Work>();
   /** Deliveries taken and not yet done with: running, or waiting for their settle to commit. */
   private inProcess = 0;
   private readonly idle = new Set<() => void>();
@@ -767,7 +769,7 @@ export class QueueConsumer {
     }
     // Past the deadline: tell the stragglers and hand their messages back unacked, uncounted.
     const reason = new ClosedError(`the bus of '${this.deps.endpoint}' stopped`);
-    for (const work of this.running) {
+    for (const work of this.running.values()) {
       work.abort(reason);
       await this.settle(work, () => work.delivery.release());
     }
@@ -778,7 +780,7 @@ export class QueueConsumer {
     this.killed = true;
     this.stopping = true;
     void this.handle?.stop();
-    for (const work of this.running) work.abort(new ClosedError('killed'));
+    for (const work of this.running.values()) work.abort(new ClosedError('killed'));
   }
 }
 

@@ -67,6 +67,7 @@ export type {
 } from './saga.js';
 export { defineSaga, describeSaga, Saga, sagaToMermaid } from './saga.js';
 export { sagaTimeoutType } from './saga-runtime.js';
+export { SlotSet, type Slotted } from './slot-set.js';
 export type { InboxStore, SagaRecord, SagaStore } from './stores.js';
 export { memoryDeadLetterStore, memoryInboxStore, memorySagaStore, pageDeadLetters } from './stores.js';
 export type { EndpointDefinition, EventSelector, TopologyDefinition } from './topology.js';

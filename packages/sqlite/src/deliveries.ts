@@ -3,7 +3,7 @@
  * grows and shrinks with how fast deliveries settle), and the deliveries and envelopes it hands
  * out, from rows claimed on the event loop (arrays) or packed by the writer thread.
  */
-import type { ConsumeOptions, DeadLetterInfo, Delivery, Envelope, PublishItem } from '@courier/core';
+import type { ConsumeOptions, DeadLetterInfo, Delivery, Envelope, PublishItem, Slotted } from '@courier/core';
 import type { ClaimedRow, PackedRows } from './rows.js';
 import { PACKED, Packed, parseHeaders, Row } from './rows.js';
 
@@ -50,25 +50,21 @@ export function resize(consumer: LocalConsumer, waitedMs: number): void {
   else if (waitedMs > WINDOW_WAIT_MS) consumer.window = Math.max(prefetch, Math.floor(consumer.window / 2));
 }
 
-/** What a delivery asks of its transport: its settles, each one write in the next group commit. */
+/**
+ * What a delivery asks of its transport: its settles, each one write in the next group commit. Each
+ * names the delivery itself: its row (`seq`), its lease (`token`), and where the transport holds it
+ * (`slot`).
+ */
 export interface DeliverySettler {
-  ackDelivery(seq: number, token: number, row: RowKey, outgoing: readonly PublishItem[]): Promise<boolean>;
+  ackDelivery(delivery: SqliteDelivery, outgoing: readonly PublishItem[]): Promise<boolean>;
   retryDelivery(
-    seq: number,
-    token: number,
-    queueId: number,
+    delivery: SqliteDelivery,
     availableAt: number | undefined,
     counted: boolean,
   ): Promise<boolean>;
-  deadLetterDelivery(seq: number, token: number, info: DeadLetterInfo): Promise<boolean>;
-  extendDeliveryLease(seq: number, token: number, ms: number): Promise<boolean>;
-  transact<R>(
-    seq: number,
-    token: number,
-    row: RowKey,
-    work: (db: unknown) => R,
-    outgoing: readonly PublishItem[],
-  ): R;
+  deadLetterDelivery(delivery: SqliteDelivery, info: DeadLetterInfo): Promise<boolean>;
+  extendDeliveryLease(delivery: SqliteDelivery, ms: number): Promise<boolean>;
+  transact<R>(delivery: SqliteDelivery, work: (db: unknown) => R, outgoing: readonly PublishItem[]): R;
 }
 
 /**
@@ -252,9 +248,11 @@ class PackedEnvelope implements Envelope {
  * own RowKey, and the transport's record of what it has handed out (`held`): no object besides it
  * per delivery.
  */
-export class SqliteDelivery implements Delivery, RowKey {
+export class SqliteDelivery implements Delivery, RowKey, Slotted {
   readonly queue: string;
   readonly queueId: number;
+  /** Its place in the transport's `held` while it is not settled; -1 before and after. */
+  slot = -1;
 
   constructor(
     private readonly transport: DeliverySettler,
@@ -286,30 +284,30 @@ export class SqliteDelivery implements Delivery, RowKey {
   }
 
   ack(outgoing: readonly PublishItem[] = []): Promise<boolean> {
-    return this.transport.ackDelivery(this.seq, this.token, this, outgoing);
+    return this.transport.ackDelivery(this, outgoing);
   }
 
   retry(delayMs: number): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, this.queueId, Date.now() + delayMs, true);
+    return this.transport.retryDelivery(this, Date.now() + delayMs, true);
   }
 
   defer(untilMs: number): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, this.queueId, untilMs, false);
+    return this.transport.retryDelivery(this, untilMs, false);
   }
 
   release(): Promise<boolean> {
-    return this.transport.retryDelivery(this.seq, this.token, this.queueId, undefined, false);
+    return this.transport.retryDelivery(this, undefined, false);
   }
 
   deadLetter(info: DeadLetterInfo): Promise<boolean> {
-    return this.transport.deadLetterDelivery(this.seq, this.token, info);
+    return this.transport.deadLetterDelivery(this, info);
   }
 
   extendLease(ms: number): Promise<boolean> {
-    return this.transport.extendDeliveryLease(this.seq, this.token, ms);
+    return this.transport.extendDeliveryLease(this, ms);
   }
 
   transact<R>(work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
-    return this.transport.transact(this.seq, this.token, this, work, outgoing);
+    return this.transport.transact(this, work, outgoing);
   }
 }

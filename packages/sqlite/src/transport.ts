@@ -13,7 +13,7 @@ import type {
   Topology,
   Transport,
 } from '@courier/core';
-import { ClosedError, ConfigurationError, TransportError } from '@courier/core';
+import { ClosedError, ConfigurationError, SlotSet, TransportError } from '@courier/core';
 import type Database from 'better-sqlite3';
 import { PendingAcks, settleAcks } from './acks.js';
 import { type Batch, BatchRunner, type ClaimRequest, type Command, Do } from './batch.js';
@@ -22,7 +22,6 @@ import {
   type DeliverySettler,
   type LocalConsumer,
   packedDeliveries,
-  type RowKey,
   resize,
   SqliteDelivery,
   WINDOW_WAIT_MS,
@@ -145,8 +144,8 @@ export class SqliteTransport implements Transport, DeliverySettler {
   private flushScheduled = false;
   private busyRetryMs = 1;
   private readonly consumers = new Set<LocalConsumer>();
-  /** Deliveries handed out and not settled yet, by seq. */
-  private readonly held = new Map<number, SqliteDelivery>();
+  /** Deliveries handed out and not settled yet (`SlotSet`, not a Map by seq: see there why). */
+  private readonly held = new SlotSet<SqliteDelivery>();
   private readonly temporaryQueues = new Set<string>();
   /** Counts `wakeConsumers` calls: a short claim clears `mayHaveMore` only if nothing woke it since. */
   private wakes = 0;
@@ -387,7 +386,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
         // Deliveries not settled go back to their queues at once; a crash stand-in (abandon) leaves
         // their leases to expire.
         const releases: Promise<unknown>[] = [];
-        for (const [seq, { token, queueId }] of this.held)
+        for (const { seq, token, queueId } of this.held.values())
           releases.push(this.write([Do.RETRY, seq, token, queueId, null, false]));
         for (const queue of this.temporaryQueues) releases.push(this.write([Do.DELETE_QUEUE, queue]));
         await this.flushNow();
@@ -606,14 +605,9 @@ export class SqliteTransport implements Transport, DeliverySettler {
       consumer.probeAt = this.now();
     }
     for (const delivery of deliveries) {
-      const seq = delivery.seq;
-      this.held.set(seq, delivery);
+      this.held.add(delivery);
       if (!consumer.active) {
-        void this.settle(
-          seq,
-          token,
-          this.write<boolean>([Do.RETRY, seq, token, consumer.queueId, null, false]),
-        ).catch(() => {});
+        void this.retryDelivery(delivery, undefined, false).catch(() => {});
         continue;
       }
       consumer.onDelivery(delivery);
@@ -621,11 +615,12 @@ export class SqliteTransport implements Transport, DeliverySettler {
   }
 
   /** The settles of `SqliteDelivery`, each one write in the next group commit. */
-  ackDelivery(seq: number, token: number, row: RowKey, outgoing: readonly PublishItem[]): Promise<boolean> {
-    if (outgoing.length === 0 && row.key === null && !this.closed) {
-      const done = this.acks.add(seq, token, row.queueId, row.priority);
+  ackDelivery(delivery: SqliteDelivery, outgoing: readonly PublishItem[]): Promise<boolean> {
+    const { seq, token } = delivery;
+    if (outgoing.length === 0 && delivery.key === null && !this.closed) {
+      const done = this.acks.add(seq, token, delivery.queueId, delivery.priority);
       this.queued();
-      return this.settle(seq, token, done);
+      return this.settle(delivery, done);
     }
     let stored: Command;
     try {
@@ -633,38 +628,36 @@ export class SqliteTransport implements Transport, DeliverySettler {
         Do.ACK,
         seq,
         token,
-        row.queueId,
-        row.priority,
-        row.key,
+        delivery.queueId,
+        delivery.priority,
+        delivery.key,
         outgoing.length > 0 ? outgoing.map(toStoredItem) : null,
       ];
     } catch (error) {
-      this.releaseSlot(seq, token);
+      this.releaseSlot(delivery);
       return Promise.reject(error);
     }
-    return this.settle(seq, token, this.write<boolean>(stored));
+    return this.settle(delivery, this.write<boolean>(stored));
   }
 
   retryDelivery(
-    seq: number,
-    token: number,
-    queueId: number,
+    delivery: SqliteDelivery,
     availableAt: number | undefined,
     counted: boolean,
   ): Promise<boolean> {
+    const { seq, token, queueId } = delivery;
     return this.settle(
-      seq,
-      token,
+      delivery,
       this.write<boolean>([Do.RETRY, seq, token, queueId, availableAt ?? null, counted]),
     );
   }
 
-  deadLetterDelivery(seq: number, token: number, info: DeadLetterInfo): Promise<boolean> {
-    return this.settle(seq, token, this.write<boolean>([Do.DEAD_LETTER, seq, token, info]));
+  deadLetterDelivery(delivery: SqliteDelivery, info: DeadLetterInfo): Promise<boolean> {
+    return this.settle(delivery, this.write<boolean>([Do.DEAD_LETTER, delivery.seq, delivery.token, info]));
   }
 
-  extendDeliveryLease(seq: number, token: number, ms: number): Promise<boolean> {
-    return this.write([Do.EXTEND, seq, token, ms]);
+  extendDeliveryLease(delivery: SqliteDelivery, ms: number): Promise<boolean> {
+    return this.write([Do.EXTEND, delivery.seq, delivery.token, ms]);
   }
 
   /**
@@ -672,8 +665,8 @@ export class SqliteTransport implements Transport, DeliverySettler {
    * whatever the outcome: the claim in that same batch runs after the settle and may lease the row
    * again (a retry without delay).
    */
-  private settle(seq: number, token: number, done: Promise<boolean>): Promise<boolean> {
-    this.releaseSlot(seq, token);
+  private settle(delivery: SqliteDelivery, done: Promise<boolean>): Promise<boolean> {
+    this.releaseSlot(delivery);
     // The settled row may free a key or a slot: look again at the next claim.
     this.wakeConsumers();
     return done;
@@ -683,13 +676,13 @@ export class SqliteTransport implements Transport, DeliverySettler {
     return this.thread?.ready === true;
   }
 
-  private releaseSlot(seq: number, token: number): void {
-    const held = this.held.get(seq);
-    if (held?.token !== token) return;
-    this.held.delete(seq);
-    const consumer = held.consumer;
+  /** `delivery` is settled (or as good as: its settle is queued): its slot and window room are free. */
+  private releaseSlot(delivery: SqliteDelivery): void {
+    // Settled already (a second settle, which its lease's fence will refuse), or never held.
+    if (!this.held.delete(delivery)) return;
+    const consumer = delivery.consumer;
     consumer.unsettled--;
-    if (seq === consumer.probeSeq) resize(consumer, this.now() - consumer.probeAt);
+    if (delivery.seq === consumer.probeSeq) resize(consumer, this.now() - consumer.probeAt);
     // Half the window is free: claim now, on the writer thread, while the event loop handles the
     // other half (a consumer whose handlers finish synchronously would otherwise handle all of it
     // first, and then wait for the writer with nothing to do). Only once the thread runs: starting
@@ -705,13 +698,8 @@ export class SqliteTransport implements Transport, DeliverySettler {
    * output is stored and the delivery acked, all in one transaction. A lost lease rolls it all back.
    * It runs on the event loop's own connection: the handler's `work` is synchronous.
    */
-  transact<R>(
-    seq: number,
-    token: number,
-    row: RowKey,
-    work: (db: unknown) => R,
-    outgoing: readonly PublishItem[],
-  ): R {
+  transact<R>(delivery: SqliteDelivery, work: (db: unknown) => R, outgoing: readonly PublishItem[]): R {
+    const { seq, token } = delivery;
     const db = this.db;
     // Synchronous, so it cannot step aside like the group commit: wait longer for another writer's lock.
     this.busyStatements ??= {
@@ -727,7 +715,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
           const now = this.now();
           this.queues.begin();
           for (const item of outgoing) this.queues.publish(item, now);
-          if (!this.queues.ack(seq, token, row.queueId, row.priority, row.key)) {
+          if (!this.queues.ack(seq, token, delivery.queueId, delivery.priority, delivery.key)) {
             throw new TransportError(
               `the lease of message ${seq} expired before its transaction committed: rolled back`,
             );
@@ -746,7 +734,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
     const scheduledAt = this.queues.takeScheduled();
     if (scheduledAt !== Number.POSITIVE_INFINITY) this.noteScheduled(scheduledAt);
     this.wakeConsumers();
-    this.releaseSlot(seq, token);
+    this.releaseSlot(delivery);
     return result;
   }
 
