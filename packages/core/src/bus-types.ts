@@ -193,7 +193,7 @@ export interface BusOptions {
   prefetch?: number;
   /**
    * Lets the transport grow the buffer up to this many while deliveries settle within milliseconds,
-   * and shrink it back to `prefetch` when they do not (default 256 when `prefetch` is not given,
+   * and shrink it back to `prefetch` when they do not (default 512 when `prefetch` is not given,
    * else `prefetch`: a fixed window). Transports that keep a fixed window use `prefetch`.
    */
   maxPrefetch?: number;

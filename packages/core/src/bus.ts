@@ -487,7 +487,7 @@ class MessageBus implements Bus {
  * `maxPrefetch` when the application gives neither it nor `prefetch`: the window may grow this far
  * while deliveries settle within milliseconds (docs/performance.md, "a window that grows").
  */
-const DEFAULT_MAX_PREFETCH = 256;
+const DEFAULT_MAX_PREFETCH = 512;
 
 /** The queue-level limits a consumer runs with. */
 interface QueueLimits {

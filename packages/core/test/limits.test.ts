@@ -41,14 +41,14 @@ async function consumeOptions(
   return seen;
 }
 
-it('a prefetch left to the bus may grow to 256, or to the maxPrefetch given', async () => {
+it('a prefetch left to the bus may grow to 512, or to the maxPrefetch given', async () => {
   const byDefault = await consumeOptions({ concurrency: 8 });
-  assert.deepEqual(pick([...byDefault.values()][0]!), { prefetch: 16, maxPrefetch: 256 });
+  assert.deepEqual(pick([...byDefault.values()][0]!), { prefetch: 16, maxPrefetch: 512 });
   const given = await consumeOptions({ concurrency: 8, maxPrefetch: 40 });
   assert.deepEqual(pick([...given.values()][0]!), { prefetch: 16, maxPrefetch: 40 });
   // A concurrency past the default maximum: the window starts (and stays) at its prefetch.
-  const large = await consumeOptions({ concurrency: 200 });
-  assert.deepEqual(pick([...large.values()][0]!), { prefetch: 400, maxPrefetch: 400 });
+  const large = await consumeOptions({ concurrency: 300 });
+  assert.deepEqual(pick([...large.values()][0]!), { prefetch: 600, maxPrefetch: 600 });
 });
 
 it('a prefetch the application chose, with or without a maximum', async () => {
@@ -62,7 +62,7 @@ it("a handler's own queue takes its own prefetch and maxPrefetch", async () => {
   const fixed = await consumeOptions({ prefetch: 32 }, { queue: 'limits.fixed', concurrency: 4 });
   assert.deepEqual(pick(fixed.get('limits.fixed')!), { prefetch: 32, maxPrefetch: 32 });
   const grows = await consumeOptions({}, { queue: 'limits.grows', concurrency: 4 });
-  assert.deepEqual(pick(grows.get('limits.grows')!), { prefetch: 32, maxPrefetch: 256 });
+  assert.deepEqual(pick(grows.get('limits.grows')!), { prefetch: 32, maxPrefetch: 512 });
   const capped = await consumeOptions({}, { queue: 'limits.capped', maxPrefetch: 50 });
   assert.deepEqual(pick(capped.get('limits.capped')!), { prefetch: 32, maxPrefetch: 50 });
   // The bus's maximum holds for a handler's queue that sets no prefetch of its own.
