@@ -143,7 +143,18 @@ export class BatchRunner {
           // Optimistic: run every command bare; if one throws, `runAll` redoes them with savepoints.
           try {
             acked.push(batch.acks === undefined ? undefined : runAcks(this.queues, batch.acks));
-            for (const command of batch.commands) batchValues.push(this.execute(command, now));
+            // Consecutive publishes form a run whose rows may share INSERTs (insert-runs.ts).
+            let inRun = false;
+            for (const command of batch.commands) {
+              const publishes = command[0] === Do.PUBLISH_ONE || command[0] === Do.PUBLISH;
+              if (publishes !== inRun) {
+                if (publishes) this.queues.beginRun();
+                else this.queues.endRun();
+                inRun = publishes;
+              }
+              batchValues.push(this.execute(command, now));
+            }
+            if (inRun) this.queues.endRun();
           } catch {
             throw retryWithSavepoints;
           }

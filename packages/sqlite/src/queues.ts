@@ -9,6 +9,7 @@ import type {
 import { matchesHeaders, matchesPattern, NoRouteError } from '@courier/core';
 import type Database from 'better-sqlite3';
 import { listDeadLetters, type MessageColumns } from './dead-letters.js';
+import { InsertRuns } from './insert-runs.js';
 import type { ClaimedRow, StoredItem } from './rows.js';
 import { BYPASS_DEDUP, DROP_IF_NO_QUEUE, Item, NO_HEADERS, parseHeaders, Row, toStoredItem } from './rows.js';
 import type { SqliteDatabase } from './schema.js';
@@ -77,6 +78,7 @@ export class SqliteQueues {
   /** The earliest time a row made `scheduled` since `takeScheduled`, so the transport knows when to look again. */
   private scheduledAt = Number.POSITIVE_INFINITY;
   private readonly s: Statements;
+  private readonly runs: InsertRuns;
 
   constructor(
     private readonly db: SqliteDatabase,
@@ -84,13 +86,27 @@ export class SqliteQueues {
     private readonly now: () => number,
   ) {
     this.s = prepareStatements(db);
+    this.runs = new InsertRuns(db);
   }
 
   /** Call at the start of every transaction that uses these methods. */
   begin(): void {
     this.alive.clear();
     this.seqSafe = false;
+    this.runs.discard();
     this.refreshBindings();
+  }
+
+  /**
+   * The commands from here to `endRun` are all publishes: new rows without a key may be inserted
+   * many per statement (insert-runs.ts). `endRun` before any other statement of the transaction.
+   */
+  beginRun(): void {
+    this.runs.begin();
+  }
+
+  endRun(): void {
+    this.runs.end();
   }
 
   /** The seq after every row and every cursor: where copied rows start (a copy never reuses a seq). */
@@ -285,6 +301,25 @@ export class SqliteQueues {
         takesParkedKey = true;
       } else state = WAITING;
     }
+    if (key === null && this.seqSafe && this.runs.accepting) {
+      this.runs.add(
+        queueId,
+        state,
+        item[Item.PRIORITY],
+        availableAt,
+        item[Item.ID],
+        item[Item.TYPE],
+        item[Item.EXPIRES_AT],
+        item[Item.DEDUP_ID],
+        item[Item.HEADERS],
+        item[Item.BODY],
+        now,
+      );
+      this.count(queueId, state, 1);
+      return;
+    }
+    // A keyed row goes in alone: after the run's rows published before it.
+    this.runs.flush();
     const values = [
       queueId,
       state,
