@@ -11,7 +11,7 @@ import type { SqliteDatabase } from './schema.js';
 
 /** Rows per full statement. */
 const RUN_ROWS = 32;
-/** Values per row, in the order of `COLUMNS`. */
+/** Values per row, in the order of `COLUMNS` (the order of `statements.ts`'s `insert`). */
 const ROW_VALUES = 12;
 const COLUMNS =
   '(queue_id, state, priority, available_at, id, type, key, expires_at, dedup_id, headers, body, enqueued_at)';
@@ -54,34 +54,10 @@ export class InsertRuns {
     this.open = false;
   }
 
-  /** A row without a key (`key` NULL) to insert with the run. */
-  add(
-    queueId: number,
-    state: number,
-    priority: number,
-    availableAt: number,
-    id: string,
-    type: string,
-    expiresAt: number | null,
-    dedupId: string | null,
-    headers: string,
-    body: string | Uint8Array,
-    now: number,
-  ): void {
-    const v = this.values;
-    let o = this.rows * ROW_VALUES;
-    v[o++] = queueId;
-    v[o++] = state;
-    v[o++] = priority;
-    v[o++] = availableAt;
-    v[o++] = id;
-    v[o++] = type;
-    v[o++] = null;
-    v[o++] = expiresAt;
-    v[o++] = dedupId;
-    v[o++] = headers;
-    v[o++] = body;
-    v[o] = now;
+  /** A row without a key: its `ROW_VALUES` values, as the single-row `insert` statement binds them. */
+  add(row: readonly unknown[]): void {
+    const at = this.rows * ROW_VALUES;
+    for (let i = 0; i < ROW_VALUES; i++) this.values[at + i] = row[i];
     if (++this.rows === RUN_ROWS) this.flush();
   }
 

@@ -301,25 +301,6 @@ export class SqliteQueues {
         takesParkedKey = true;
       } else state = WAITING;
     }
-    if (key === null && this.seqSafe && this.runs.accepting) {
-      this.runs.add(
-        queueId,
-        state,
-        item[Item.PRIORITY],
-        availableAt,
-        item[Item.ID],
-        item[Item.TYPE],
-        item[Item.EXPIRES_AT],
-        item[Item.DEDUP_ID],
-        item[Item.HEADERS],
-        item[Item.BODY],
-        now,
-      );
-      this.count(queueId, state, 1);
-      return;
-    }
-    // A keyed row goes in alone: after the run's rows published before it.
-    this.runs.flush();
     const values = [
       queueId,
       state,
@@ -334,6 +315,14 @@ export class SqliteQueues {
       item[Item.BODY],
       now,
     ] as const;
+    if (key === null && this.seqSafe && this.runs.accepting) {
+      this.runs.add(values);
+      this.count(queueId, state, 1);
+      return;
+    }
+    // A row inserted alone (a key's holder is its seq; the transaction's first row) goes after the
+    // run's rows published before it.
+    this.runs.flush();
     let seq: number;
     if (this.seqSafe) {
       seq = this.s.insert.run(...values).lastInsertRowid as number;

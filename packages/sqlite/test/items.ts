@@ -1,5 +1,26 @@
 /** Numbered test messages for the SQLite transport's own tests (batch, leases, writer thread). */
-import type { PublishItem } from '@courier/core';
+import type { PublishItem, Transport } from '@courier/core';
+
+/**
+ * Consumes `queue` on `transport`, acking each delivery, until `count` have arrived or `timeoutMs`
+ * passed; the ids in the order delivered.
+ */
+export async function consumeIds(
+  transport: Transport,
+  queue: string,
+  count: number,
+  { prefetch = 10, timeoutMs = 5_000 } = {},
+): Promise<string[]> {
+  const ids: string[] = [];
+  const handle = await transport.consume(queue, { prefetch, leaseMs: 30_000 }, (delivery) => {
+    ids.push(delivery.envelope.id);
+    void delivery.ack();
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (ids.length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await handle.stop();
+  return ids;
+}
 
 /**
  * Message `n` to `queue` (default 'q') with the JSON body `{ n }`: as text beside empty bytes, as

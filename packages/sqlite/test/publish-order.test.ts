@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { NoRouteError, type PublishItem } from '@courier/core';
 import { sqlite, type WriterThreadMode } from '@courier/sqlite';
-import { testItem } from './items.js';
+import { consumeIds, testItem } from './items.js';
 
 function withDir(run: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'courier-publish-'));
@@ -62,15 +62,7 @@ for (const writerThread of ['never', 'always'] as WriterThreadMode[]) {
         assert.equal(c.status, 'fulfilled');
         assert.equal((await transport.stats('late')).depth, 1);
         // And the stored message is the second one.
-        const ids: string[] = [];
-        const handle = await transport.consume('late', { prefetch: 10, leaseMs: 30_000 }, (delivery) => {
-          ids.push(delivery.envelope.id);
-          void delivery.ack();
-        });
-        const deadline = Date.now() + 5_000;
-        while (ids.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-        await handle.stop();
-        assert.deepEqual(ids, [testItem(2).envelope.id]);
+        assert.deepEqual(await consumeIds(transport, 'late', 1), [testItem(2).envelope.id]);
       } finally {
         await transport.close();
       }
@@ -83,14 +75,7 @@ test('a run of 1,000 single publishes through the writer thread stores each one 
     try {
       await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
       await Promise.all(Array.from({ length: 1_000 }, (_, n) => transport.publish([toQueue(n, 'q')])));
-      const ids: string[] = [];
-      const handle = await transport.consume('q', { prefetch: 100, leaseMs: 30_000 }, (delivery) => {
-        ids.push(delivery.envelope.id);
-        void delivery.ack();
-      });
-      const deadline = Date.now() + 10_000;
-      while (ids.length < 1_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-      await handle.stop();
+      const ids = await consumeIds(transport, 'q', 1_000, { prefetch: 100, timeoutMs: 10_000 });
       assert.deepEqual(
         ids,
         Array.from({ length: 1_000 }, (_, n) => testItem(n).envelope.id),

@@ -11,7 +11,7 @@ import { TransportError } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import type { WriterResult } from '../src/writer.js';
 import { ThreadWriter } from '../src/writer.js';
-import { testItem } from './items.js';
+import { consumeIds, testItem } from './items.js';
 
 function withDir(run: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'courier-writer-'));
@@ -58,15 +58,7 @@ test('when the writer thread dies, writes go on on the event loop and nothing st
       const stats = await transport.stats('q');
       assert.equal(stats.depth, 3, JSON.stringify(stats));
       // A consumer on the same transport gets all three.
-      const seen: string[] = [];
-      const handle = await transport.consume('q', { prefetch: 10, leaseMs: 30_000 }, (delivery) => {
-        seen.push(delivery.envelope.id);
-        void delivery.ack();
-      });
-      const deadline = Date.now() + 5_000;
-      while (seen.length < 3 && Date.now() < deadline)
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      await handle.stop();
+      const seen = await consumeIds(transport, 'q', 3);
       assert.equal(seen.length, 3, `delivered ${seen.length} of 3`);
     } finally {
       await transport.close();
