@@ -226,6 +226,28 @@ export function crashCases(create: CreateFixture): void {
   );
 
   it(
+    'returns the deliveries a connection holds unsettled when it closes, without counting an attempt',
+    caseOptions,
+    run(create, async (h) => {
+      const Cmd = defineCommand(h.type('close.do'), numbered);
+      const q = h.queue('close');
+      await h.declare(q);
+      const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
+      for (let n = 1; n <= 3; n++) await producer.send(Cmd, { n });
+      // A connection that takes the three and settles none, then closes (not a crash: no abandon).
+      const holder = await h.connect();
+      let held = 0;
+      await holder.consume(q, { prefetch: 10, leaseMs: 60_000 }, () => void held++);
+      await h.eventually(() => held === 3, 'the three deliveries on the holding connection');
+      await holder.close();
+      const seen: string[] = [];
+      await h.bus(q, (b) => b.handle(Cmd, (d, ctx) => void seen.push(`${d.n}#${ctx.attempt}`)));
+      await h.eventually(() => seen.length === 3, 'the returned deliveries, long before their lease ends');
+      assert.deepEqual(seen.sort(), ['1#1', '2#1', '3#1'], 'attempts not incremented by a close');
+    }),
+  );
+
+  it(
     'lets in-flight handlers finish within the stop timeout and acks them',
     caseOptions,
     run(create, async (h) => {
