@@ -38,7 +38,7 @@ function meta(transport: SqliteTransport, name: string): unknown {
   return transport.db.prepare('SELECT value FROM courier_meta WHERE name = ?').pluck().get(name);
 }
 
-test('a new file gets WAL mode, 8 KiB pages and the current schema version', () =>
+test('a new file gets WAL mode, 8 KiB pages, in-memory statement journals and the current schema version', () =>
   inTempDir(async (dir) => {
     const transport = sqlite({ path: join(dir, 'courier.db') });
     try {
@@ -46,6 +46,8 @@ test('a new file gets WAL mode, 8 KiB pages and the current schema version', () 
       assert.equal(schemaVersion, 6);
       assert.equal(transport.db.pragma('journal_mode', { simple: true }), 'wal');
       assert.equal(transport.db.pragma('page_size', { simple: true }), 8192);
+      // 2 = MEMORY: the journals of multi-row statements never spill to a temporary file.
+      assert.equal(transport.db.pragma('temp_store', { simple: true }), 2);
       assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
       assert.equal(meta(transport, 'owner'), 'courier');
       const tables = transport.db
