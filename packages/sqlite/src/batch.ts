@@ -8,7 +8,7 @@ import type { DeadLetterInfo, Topology } from '@courier/core';
 import { type AckBatch, type AckOutcomes, runAcks } from './acks.js';
 import type { SqliteQueues } from './queues.js';
 import type { ClaimedRow, ClaimedRows, StoredItem } from './rows.js';
-import { Row } from './rows.js';
+import { Row, STORE_ONE } from './rows.js';
 import type { SqliteDatabase } from './schema.js';
 import type { SqliteSagaStore } from './stores.js';
 
@@ -25,14 +25,14 @@ export const Do = {
   SAGA_SAVE: 8,
   SAGA_REMOVE: 9,
   DELETE_QUEUE: 10,
-  /** One message: a publish call's usual size, one array fewer to copy to the writer thread. */
-  PUBLISH_ONE: 11,
+  /** One message, the usual size of a publish call: the command is the `StoredItem` itself. */
+  PUBLISH_ONE: STORE_ONE,
 } as const;
 
 /** One write. Settles name their row by `seq` and their lease by `token`. */
 export type Command =
   | [typeof Do.PUBLISH, StoredItem[]]
-  | [typeof Do.PUBLISH_ONE, StoredItem]
+  | StoredItem
   | [
       typeof Do.ACK,
       seq: number,
@@ -258,7 +258,7 @@ export class BatchRunner {
         return undefined;
       }
       case Do.PUBLISH_ONE:
-        q.publishStored(command[1], now);
+        q.publishStored(command, now);
         return undefined;
       case Do.ACK: {
         const outgoing = command[6];

@@ -6,8 +6,18 @@
  */
 import type { Envelope, PublishItem } from '@courier/core';
 
-/** A message to store: its destination, flags and the columns of its row. Index with `Item`. */
+/**
+ * What a single publish's command starts with (`Do.PUBLISH_ONE` in batch.ts): a `StoredItem` is
+ * itself the command that stores it, one array fewer to copy to the writer thread per publish.
+ */
+export const STORE_ONE = 11;
+
+/**
+ * A message to store: the command slot (`STORE_ONE`), its destination, flags and the columns of its
+ * row. Index with `Item`.
+ */
 export type StoredItem = [
+  command: typeof STORE_ONE,
   queue: string | null,
   flags: number,
   id: string,
@@ -24,19 +34,19 @@ export type StoredItem = [
 /** Positions in a `StoredItem`. */
 export const Item = {
   /** Direct to this queue; null routes by the bindings of the message's type. */
-  QUEUE: 0,
-  FLAGS: 1,
-  ID: 2,
-  TYPE: 3,
-  KEY: 4,
-  PRIORITY: 5,
-  DELIVER_AT: 6,
-  EXPIRES_AT: 7,
-  DEDUP_ID: 8,
+  QUEUE: 1,
+  FLAGS: 2,
+  ID: 3,
+  TYPE: 4,
+  KEY: 5,
+  PRIORITY: 6,
+  DELIVER_AT: 7,
+  EXPIRES_AT: 8,
+  DEDUP_ID: 9,
   /** The `headers` column: compact when possible (see `storedHeaders`). */
-  HEADERS: 9,
+  HEADERS: 10,
   /** TEXT for a JSON body (`bodyText`), else the bytes. */
-  BODY: 10,
+  BODY: 11,
 } as const;
 
 /** `Item.FLAGS` bit: store even if the dedupId was seen (dead-letter replay). */
@@ -48,6 +58,7 @@ export const DROP_IF_NO_QUEUE = 2;
 export function toStoredItem(item: PublishItem): StoredItem {
   const { envelope } = item;
   return [
+    STORE_ONE,
     item.to.kind === 'queue' ? item.to.queue : null,
     (item.bypassDedup ? BYPASS_DEDUP : 0) | (item.dropIfNoQueue ? DROP_IF_NO_QUEUE : 0),
     envelope.id,

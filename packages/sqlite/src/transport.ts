@@ -276,10 +276,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
   publish(items: readonly PublishItem[]): Promise<void> {
     let stored: Command;
     try {
-      stored =
-        items.length === 1
-          ? [Do.PUBLISH_ONE, toStoredItem(items[0]!)]
-          : [Do.PUBLISH, items.map(toStoredItem)];
+      stored = items.length === 1 ? toStoredItem(items[0]!) : [Do.PUBLISH, items.map(toStoredItem)];
     } catch (error) {
       return Promise.reject(error);
     }

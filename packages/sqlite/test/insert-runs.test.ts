@@ -33,7 +33,7 @@ function withRunner(run: (runner: BatchRunner, db: SqliteDatabase) => void): voi
   }
 }
 
-const one = (item: PublishItem): Command => [Do.PUBLISH_ONE, toStoredItem(item)];
+const one = (item: PublishItem): Command => toStoredItem(item);
 const keyed = (n: number): PublishItem => {
   const item = testItem(n);
   return { ...item, envelope: { ...item.envelope, key: `k${n % 3}` } };
