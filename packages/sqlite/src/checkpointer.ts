@@ -2,16 +2,18 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
 /**
- * WAL checkpoints, off the event loop: a checkpoint copies pages into the database file and fsyncs
- * it, which took 10+ ms on the event loop and showed up as the latency tail. They run on the writer
- * thread once a transport has one (writer-thread.ts), else on a small thread of their own
- * (`startCheckpointer`), each time with a connection of their own.
+ * WAL checkpoints, off the event loop and off the writer thread: a checkpoint copies pages into the
+ * database file and fsyncs it, which took 10+ ms on the event loop (the latency tail) and 22-52 ms
+ * on the writer thread (every batch waited behind it). They run on a small thread of their own
+ * (`startCheckpointer`), with a connection of their own.
  *
  * Every `intervalMs` a PASSIVE checkpoint, which never blocks writers or readers and fsyncs only
- * when it copied something (so at most a few times a second). When the WAL holds more than
- * `restartBytes` since it last started over, a RESTART, waiting at most `restartWaitMs` for the
- * writer. Self-contained (no outside names), because its source text is also what the checkpoint
- * thread runs: the same code from TypeScript source (tsx) and from a build. Returns a stop function.
+ * when it copied something (so at most a few times a second). When the WAL held more than
+ * `restartBytes` since it last started over, a RESTART right after it, waiting at most
+ * `restartWaitMs` for a gap between the writers' commits: it copies only what came in while the
+ * passive one ran, so writers wait for it a few milliseconds. Self-contained (no outside names),
+ * because its source text is also what the checkpoint thread runs: the same code from TypeScript
+ * source (tsx) and from a build. Returns a stop function.
  */
 export function runCheckpoints(
   // biome-ignore lint/suspicious/noExplicitAny: the better-sqlite3 constructor, passed in so the source stands alone
@@ -50,7 +52,7 @@ export function runCheckpoints(
     if (frames * pageSize < restartBytes) return;
     // A writer that never pauses: passive checkpoints never catch up with it, so the WAL is never
     // started over and grows without end (seen: 1.2 GB while draining a million messages, each lookup
-    // in it slower). RESTART waits briefly for the writer, copies the little the passive ones left,
+    // in it slower). RESTART waits briefly for the writer, copies the little the passive one left,
     // and lets the next commit start the WAL from its beginning. SQLite's own busy handler sleeps
     // whole milliseconds and keeps missing the short gaps between a busy writer's commits; retrying
     // every 0.2 ms catches one.
@@ -84,8 +86,12 @@ parentPort.on('message', (message) => {
 });
 `;
 
-/** How often and when checkpoints run (see `runCheckpoints`). */
-export const CHECKPOINTS = { intervalMs: 250, restartBytes: 64 * 1024 * 1024, restartWaitMs: 100 } as const;
+/**
+ * How often and when checkpoints run (see `runCheckpoints`). Under load the WAL passes 8 MiB within a
+ * tick or two, so it starts over every few ticks and stays small; a quiet process restarts it
+ * seldom, and so seldom makes a writer wait.
+ */
+export const CHECKPOINTS = { intervalMs: 250, restartBytes: 8 * 1024 * 1024, restartWaitMs: 20 } as const;
 
 interface Running {
   readonly worker: Worker;

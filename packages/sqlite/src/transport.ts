@@ -235,16 +235,12 @@ export class SqliteTransport implements Transport, DeliverySettler {
         this.threadFailure = error;
         return this.inline!;
       }
-      // The writer thread checkpoints from now on: one background thread (each costs ~14 MB of RSS).
-      void this.checkpointer?.stop();
-      this.checkpointer = undefined;
     }
     if (this.thread.failure !== undefined) {
-      // It died: the batches it held failed with TransportError; the event loop takes over from here,
-      // and a checkpoint thread of its own again.
+      // It died: the batches it held failed with TransportError; the event loop takes over from here
+      // (the checkpoint thread runs on, as it did beside the writer thread).
       this.threadFailure = this.thread.failure;
       this.thread = undefined;
-      if (this.path !== ':memory:' && !this.closed) this.checkpointer = startCheckpointer(this.path);
       return this.inline!;
     }
     return this.thread;

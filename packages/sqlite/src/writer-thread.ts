@@ -1,14 +1,11 @@
 /**
  * The writer thread (see writer.ts): its own connection to the file, running the transport's batches
  * in the order they arrive. When another process holds the write lock it waits here, off the event
- * loop, and keeps the batches behind in order. It also runs the file's WAL checkpoints (on a third
- * connection), so a process with a writer thread has one background thread, not two.
+ * loop, and keeps the batches behind in order. It runs no checkpoints: the checkpoint thread
+ * (checkpointer.ts) does, beside it, so no batch waits for a checkpoint's copy and fsyncs.
  */
-import { statSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import Database from 'better-sqlite3';
 import { type Batch, BatchRunner } from './batch.js';
-import { CHECKPOINTS, runCheckpoints } from './checkpointer.js';
 import { SqliteQueues } from './queues.js';
 import { openDatabase } from './schema.js';
 import { SqliteSagaStore } from './stores.js';
@@ -19,7 +16,6 @@ const data = workerData as WriterThreadData;
 const post = (message: WriterMessage) => port.postMessage(message);
 
 const BUSY_RETRY_MAX_MS = 50;
-const WRITER_RESTART_WAIT_MS = 5;
 
 try {
   const db = openDatabase({
@@ -30,17 +26,6 @@ try {
     adoptExisting: true,
     cacheSizeMb: data.cacheSizeMb,
   });
-  // A RESTART waits here for a gap in other connections' writes while this thread's batches wait
-  // behind it: a few milliseconds at most (the standalone checkpoint thread may wait 100 ms); a
-  // RESTART that finds no gap is tried again at the next tick.
-  const stopCheckpoints = runCheckpoints(
-    Database,
-    statSync,
-    data.path,
-    CHECKPOINTS.intervalMs,
-    CHECKPOINTS.restartBytes,
-    WRITER_RESTART_WAIT_MS,
-  );
   const queues = new SqliteQueues(db, data.dedupWindowMs, Date.now);
   const runner = new BatchRunner(db, queues, new SqliteSagaStore(db));
   // The transport runs its batches on the event loop until this arrives (see ThreadWriter.ready).
@@ -72,7 +57,6 @@ try {
       if (queue.length === 1 && retryTimer === undefined) setImmediate(runQueued);
     } else {
       if (retryTimer !== undefined) clearTimeout(retryTimer);
-      stopCheckpoints();
       db.close();
       port.close();
     }

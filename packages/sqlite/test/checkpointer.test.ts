@@ -1,7 +1,7 @@
 /**
  * The background checkpointer keeps the WAL bounded while a writer never pauses: passive
- * checkpoints alone never let the WAL start over, so it would grow with every commit. Once a
- * transport has a writer thread, that thread runs the checkpoints instead.
+ * checkpoints alone never let the WAL start over, so it would grow with every commit. It goes on
+ * beside a transport's writer thread, which runs no checkpoints of its own.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
@@ -73,7 +73,7 @@ test('a writer that never pauses: the WAL stays near its restart size instead of
   }
 });
 
-test('with a writer thread, the thread checkpoints: pages reach the database file', async () => {
+test('with a writer thread, checkpoints go on: pages reach the database file', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'courier-checkpointer-'));
   const path = join(dir, 'courier.db');
   const transport = sqlite({ path, writerThread: 'always' });
@@ -85,7 +85,7 @@ test('with a writer thread, the thread checkpoints: pages reach the database fil
       testItem(`00000000-0000-7000-8000-${String(n).padStart(12, '0')}`, body),
     );
     await transport.publish(items);
-    // Two megabytes went to the WAL; the thread's passive checkpoint (every 250 ms) copies them.
+    // Two megabytes went to the WAL; the checkpoint thread's passive checkpoint (every 250 ms) copies them.
     const deadline = Date.now() + 5_000;
     while (statSync(path).size < before + 1_000_000 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 50));
