@@ -16,8 +16,6 @@ const data = workerData as WriterThreadData;
 const post = (message: WriterMessage) => port.postMessage(message);
 
 const BUSY_RETRY_MAX_MS = 50;
-/** While another connection holds the write lock, this thread tries again this often, in ms. */
-const SPIN_STEP_MS = 0.2;
 
 try {
   const db = openDatabase({
@@ -28,10 +26,6 @@ try {
     adoptExisting: true,
     cacheSizeMb: data.cacheSizeMb,
   });
-  // This thread waits for the write lock itself (`takeLock`): SQLite's busy handler sleeps 1, 2, 5,
-  // 10 ms... and overslept the checkpoint thread's RESTARTs, which hold the lock a few milliseconds.
-  db.pragma('busy_timeout = 0');
-  const pause = new Int32Array(new SharedArrayBuffer(4));
   const queues = new SqliteQueues(db, data.dedupWindowMs, Date.now);
   const runner = new BatchRunner(db, queues, new SqliteSagaStore(db));
   // The transport runs its batches on the event loop until this arrives (see ThreadWriter.ready).
@@ -43,17 +37,10 @@ try {
   const runQueued = () => {
     retryTimer = undefined;
     if (queue.length === 0) return;
-    // Everything that queued up while the last commit ran goes into one transaction. Another
-    // connection holding the write lock: try again every SPIN_STEP_MS for up to busyTimeoutMs (the
-    // batches behind wait their turn anyway), then back off on timers so a long writer elsewhere
-    // costs this thread no CPU.
-    let results = runner.runAll(queue);
-    const until = performance.now() + data.busyTimeoutMs;
-    while (results[0]!.kind === 'busy' && performance.now() < until) {
-      Atomics.wait(pause, 0, 0, SPIN_STEP_MS);
-      results = runner.runAll(queue);
-    }
+    // Everything that queued up while the last commit ran goes into one transaction.
+    const results = runner.runAll(queue);
     if (results[0]!.kind === 'busy') {
+      // Another process writes: try again soon; the batches behind wait their turn.
       busyRetryMs = Math.min(Math.max(1, busyRetryMs * 2), BUSY_RETRY_MAX_MS);
       retryTimer = setTimeout(runQueued, busyRetryMs);
       return;
