@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads';
  * checkpoint thread runs: the same code from TypeScript source (tsx) and from a build. Returns a
  * stop function.
  */
-export function runCheckpoints(
+function runCheckpoints(
   // biome-ignore lint/suspicious/noExplicitAny: the better-sqlite3 constructor, passed in so the source stands alone
   Database: any,
   statSync: (path: string) => { size: number },

@@ -45,12 +45,15 @@ test('a WAL that grows fast is started over right after each passive checkpoint,
   }
 });
 
-/** Commits 100 KB at a time with a timer turn between until `total` bytes went in (or 20 s passed). */
+/**
+ * A writer that never pauses: commits 100 KB at a time with a timer turn between (short gaps) until
+ * `total` bytes went in (or 20 s passed). `atHalf`: the largest WAL seen in the first half.
+ */
 async function busyWriter(
   db: ReturnType<typeof openDatabase>,
   path: string,
   total: number,
-): Promise<{ written: number; largest: number }> {
+): Promise<{ written: number; largest: number; atHalf: number }> {
   db.exec('CREATE TABLE IF NOT EXISTS filler (id INTEGER PRIMARY KEY, body BLOB NOT NULL)');
   const insert = db.prepare('INSERT INTO filler (body) VALUES (?)');
   const remove = db.prepare('DELETE FROM filler WHERE id <= ?');
@@ -61,6 +64,7 @@ async function busyWriter(
   });
   let written = 0;
   let largest = 0;
+  let atHalf = 0;
   let id = 0;
   const deadline = Date.now() + 20_000;
   while (written < total && Date.now() < deadline) {
@@ -73,9 +77,10 @@ async function busyWriter(
       if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
     }
     largest = Math.max(largest, walBytes(path));
+    if (written <= total / 2) atHalf = largest;
     await new Promise((resolve) => setTimeout(resolve, 0));
   }
-  return { written, largest };
+  return { written, largest, atHalf };
 }
 
 test('a writer that never pauses: the WAL stays near its restart size instead of growing', async () => {
@@ -93,33 +98,8 @@ test('a writer that never pauses: the WAL stays near its restart size instead of
   try {
     // The worker takes a moment to start (a thread, better-sqlite3, a connection).
     await new Promise((resolve) => setTimeout(resolve, 500));
-    db.exec('CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB NOT NULL)');
-    const insert = db.prepare('INSERT INTO filler (body) VALUES (?)');
-    const remove = db.prepare('DELETE FROM filler WHERE id <= ?');
-    const body = Buffer.alloc(2_000, 7);
-    const commit = db.transaction((from: number) => {
-      for (let i = 0; i < 50; i++) insert.run(body);
-      remove.run(from);
-    });
-    let written = 0;
-    let largest = 0;
-    let atHalf = 0;
-    let id = 0;
-    const deadline = Date.now() + 20_000;
-    // Commit after commit with a timer turn between (a busy writer with short gaps), ~100 MB of pages.
-    while (written < 100 * 1024 * 1024 && Date.now() < deadline) {
-      try {
-        commit(id);
-        id += 50;
-        written += 50 * body.length;
-      } catch (error) {
-        // The RESTART holds the write lock for a moment; a busy writer retries, as the transport does.
-        if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
-      }
-      largest = Math.max(largest, walBytes(path));
-      if (written <= 50 * 1024 * 1024) atHalf = largest;
-      await new Promise((resolve) => setTimeout(resolve, 0));
-    }
+    // ~100 MB of pages.
+    const { written, largest, atHalf } = await busyWriter(db, path, 100 * 1024 * 1024);
     assert.ok(written >= 100 * 1024 * 1024, `wrote only ${written} bytes in 20 s`);
     // Without the RESTART the WAL holds every page written since the start (over 100 MB here), and
     // grows through the second half as through the first. With it, the file stops growing: what the
