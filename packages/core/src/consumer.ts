@@ -302,7 +302,9 @@ export class QueueConsumer {
         errorMessage: decodeError.message,
       }).then(noOutcome);
     }
-    const now = this.deps.transport.now();
+    // The clock only for a message that has a time to check (most have none).
+    const now =
+      message.expiresAt === undefined && message.deliverAt === undefined ? 0 : this.deps.transport.now();
     if (message.expiresAt !== undefined && message.expiresAt <= now) {
       return this.deadLetter(work, message.type, message.id, attempt, {
         reason: 'expired',
