@@ -6,64 +6,21 @@
  *
  *   node --import tsx bench/micro/writer-publish.ts [rounds]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { encodeMessage, newMessageId } from '@courier/core';
-import { BatchRunner, type Command, Do } from '../../packages/sqlite/src/batch.js';
-import { SqliteQueues } from '../../packages/sqlite/src/queues.js';
-import { toStoredItem } from '../../packages/sqlite/src/rows.js';
-import { openDatabase } from '../../packages/sqlite/src/schema.js';
-import { SqliteSagaStore } from '../../packages/sqlite/src/stores.js';
-import { makePayload } from '../payload.js';
+import { BATCH, BATCHES, publishBatch, report, withWriter } from './writer-fixture.js';
 
-const BATCH = 256;
-const BATCHES = 400;
 const rounds = Number(process.argv[2] ?? 5);
-
-/** One batch of single publishes, as the transport sends them, of Courier-encoded payloads. */
-function batchOf(first: number): Command[] {
-  return Array.from({ length: BATCH }, (_, i) => {
-    const id = newMessageId();
-    const envelope = encodeMessage(
-      {
-        id,
-        type: 'bench.order-placed',
-        version: 1,
-        source: 'bench',
-        time: new Date().toISOString(),
-        correlationId: id,
-        priority: 0,
-        headers: {},
-        data: makePayload(first + i, 0),
-      },
-      'binary',
-    );
-    return toStoredItem({ to: { kind: 'queue', queue: 'q' }, envelope });
-  });
-}
-
 const perMessage: number[] = [];
 for (let round = 0; round < rounds; round++) {
-  const dir = mkdtempSync(join(tmpdir(), 'courier-micro-'));
-  const db = openDatabase({ path: join(dir, 'courier.db'), synchronous: 'NORMAL', busyTimeoutMs: 20 });
-  try {
-    const runner = new BatchRunner(db, new SqliteQueues(db, 600_000, Date.now), new SqliteSagaStore(db));
-    runner.run({ commands: [[Do.DECLARE, { queues: [{ name: 'q' }], bindings: [] }]], claims: [] });
-    const batches = Array.from({ length: BATCHES }, (_, b) => batchOf(b * BATCH));
-    const start = process.hrtime.bigint();
-    for (const commands of batches) {
-      const result = runner.run({ commands, claims: [] });
-      if (result.kind !== 'done') throw new Error(`batch ${result.kind}`);
-    }
-    perMessage.push(Number(process.hrtime.bigint() - start) / 1e3 / (BATCH * BATCHES));
-  } finally {
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  perMessage.push(
+    withWriter((runner) => {
+      const batches = Array.from({ length: BATCHES }, (_, b) => publishBatch(b * BATCH));
+      const start = process.hrtime.bigint();
+      for (const commands of batches) {
+        const result = runner.run({ commands, claims: [] });
+        if (result.kind !== 'done') throw new Error(`batch ${result.kind}`);
+      }
+      return Number(process.hrtime.bigint() - start) / 1e3 / (BATCH * BATCHES);
+    }),
+  );
 }
-const sorted = [...perMessage].sort((a, b) => a - b);
-console.log(
-  `writer publish path, ${BATCH} single publishes a batch, ${BATCHES} batches: ` +
-    `${perMessage.map((us) => us.toFixed(2)).join(' · ')} µs a message (median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)})`,
-);
+report(`writer publish path, ${BATCH} single publishes a batch, ${BATCHES} batches`, perMessage);
