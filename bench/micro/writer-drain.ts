@@ -36,7 +36,7 @@ for (let round = 0; round < rounds; round++) {
         drained += rows.length;
         acks = new Float64Array(rows.length * ACK_FIELDS);
         for (let i = 0; i < rows.length; i++) {
-          acks.set([rows[i]![Row.SEQ], token, QUEUE_ID, rows[i]![Row.PRIORITY]], i * ACK_FIELDS);
+          acks.set([rows[i]![Row.SEQ], token, QUEUE_ID], i * ACK_FIELDS);
         }
       }
       if (drained !== BATCH * BATCHES) throw new Error(`drained ${drained} of ${BATCH * BATCHES}`);

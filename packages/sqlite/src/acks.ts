@@ -1,13 +1,13 @@
 /**
- * Plain acks (no key to release, no output to store) travel apart from the other writes: four
+ * Plain acks (no key to release, no output to store) travel apart from the other writes: three
  * numbers each in one Float64Array per batch, moved to the writer thread without a copy, and one byte
  * each back. As commands, each ack was an array of seven values that structured clone wrote and the
  * thread read back (0.16 and 0.25 µs in a micro-benchmark; about 1 % of the e2e benchmark's CPU).
  */
 import type { SqliteQueues } from './queues.js';
 
-/** Numbers per ack in `AckBatch`: seq, lease token, queue id, priority. */
-export const ACK_FIELDS = 4;
+/** Numbers per ack in `AckBatch`: seq, lease token, queue id. */
+export const ACK_FIELDS = 3;
 
 /** The acks of one batch: `ACK_FIELDS` numbers each, in the order they were asked for. */
 export type AckBatch = Float64Array;
@@ -29,7 +29,7 @@ export class PendingAcks {
     return this.settles.length;
   }
 
-  add(seq: number, token: number, queueId: number, priority: number): Promise<boolean> {
+  add(seq: number, token: number, queueId: number): Promise<boolean> {
     const at = this.settles.length * ACK_FIELDS;
     if (at + ACK_FIELDS > this.numbers.length) {
       const grown = new Float64Array(this.numbers.length * 2);
@@ -39,7 +39,6 @@ export class PendingAcks {
     this.numbers[at] = seq;
     this.numbers[at + 1] = token;
     this.numbers[at + 2] = queueId;
-    this.numbers[at + 3] = priority;
     return new Promise<boolean>((resolve, reject) => {
       this.settles.push({ resolve, reject });
     });
@@ -59,10 +58,7 @@ export class PendingAcks {
     const { acks, settles } = taken;
     for (let i = 0; i < settles.length; i++) {
       const o = i * ACK_FIELDS;
-      void this.add(acks[o]!, acks[o + 1]!, acks[o + 2]!, acks[o + 3]!).then(
-        settles[i]!.resolve,
-        settles[i]!.reject,
-      );
+      void this.add(acks[o]!, acks[o + 1]!, acks[o + 2]!).then(settles[i]!.resolve, settles[i]!.reject);
     }
   }
 
@@ -97,25 +93,18 @@ export function runAcks(queues: SqliteQueues, acks: AckBatch): AckOutcomes {
     const seq = acks[o]!;
     const token = acks[o + 1]!;
     const queueId = acks[o + 2]!;
-    const priority = acks[o + 3]!;
     let run = 1;
     while (i + run < n) {
       const p = (i + run) * ACK_FIELDS;
-      if (
-        acks[p] !== seq + run ||
-        acks[p + 1] !== token ||
-        acks[p + 2] !== queueId ||
-        acks[p + 3] !== priority
-      )
-        break;
+      if (acks[p] !== seq + run || acks[p + 1] !== token || acks[p + 2] !== queueId) break;
       run++;
     }
-    if (run > 1 && queues.ackRange(seq, run, token, queueId, priority)) {
+    if (run > 1 && queues.ackRange(seq, run, token, queueId)) {
       outcomes.fill(1, i, i + run);
     } else {
       for (let k = 0; k < run; k++) {
         const q = (i + k) * ACK_FIELDS;
-        outcomes[i + k] = queues.ack(acks[q]!, acks[q + 1]!, acks[q + 2]!, acks[q + 3]!, null) ? 1 : 0;
+        outcomes[i + k] = queues.ack(acks[q]!, acks[q + 1]!, acks[q + 2]!, null) ? 1 : 0;
       }
     }
     i += run;

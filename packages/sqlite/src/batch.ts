@@ -38,7 +38,6 @@ export type Command =
       seq: number,
       token: number,
       queueId: number,
-      priority: number,
       key: string | null,
       outgoing: StoredItem[] | null,
     ]
@@ -261,9 +260,9 @@ export class BatchRunner {
         q.publishStored(command, now);
         return undefined;
       case Do.ACK: {
-        const outgoing = command[6];
+        const outgoing = command[5];
         if (outgoing !== null) for (const item of outgoing) q.publishStored(item, now);
-        return q.ack(command[1], command[2], command[3], command[4], command[5]);
+        return q.ack(command[1], command[2], command[3], command[4]);
       }
       case Do.RETRY:
         return q.retry(command[1], command[2], command[3], command[4] ?? now, now, command[5]);

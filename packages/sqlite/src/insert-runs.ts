@@ -1,20 +1,19 @@
 /**
  * The rows of a run of publishes, inserted many per statement. One INSERT per row pays a statement's
  * step and reset and a call into the driver each time; 32 rows in one INSERT measured 2.2-2.4 µs a
- * row against 3.3-4.8 µs one by one (raw better-sqlite3, 8 KiB pages, 256 rows a transaction). Only
- * rows that need nothing back wait here (no key: a key's holder is its row's seq), and only while
- * the batch runs nothing but publishes, so no other statement sees the table without them and their
- * seqs keep the order they were published in.
+ * row against 3.3-4.8 µs one by one (raw better-sqlite3, 8 KiB pages, 256 rows a transaction). Rows
+ * wait here only while the batch runs nothing but publishes, so no other statement sees the table
+ * without them. Each row brings its seq (ranges.ts), so the order they go in does not matter.
  */
 import type Database from 'better-sqlite3';
 import type { SqliteDatabase } from './schema.js';
 
 /** Rows per full statement. */
 const RUN_ROWS = 32;
-/** Values per row, in the order of `COLUMNS` (the order of `statements.ts`'s `insert`). */
-const ROW_VALUES = 12;
+/** Values per row, in the order of `COLUMNS` (the order of `statements.ts`'s `insertAt`). */
+const ROW_VALUES = 13;
 const COLUMNS =
-  '(queue_id, state, priority, available_at, id, type, key, expires_at, dedup_id, headers, body, enqueued_at)';
+  '(seq, queue_id, state, priority, available_at, id, type, key, expires_at, dedup_id, headers, body, enqueued_at)';
 
 interface Sized {
   readonly statement: Database.Statement;
@@ -32,7 +31,7 @@ export class InsertRuns {
 
   constructor(private readonly db: SqliteDatabase) {}
 
-  /** Whether a run is open: rows without a key may wait. */
+  /** Whether a run is open: rows may wait. */
   get accepting(): boolean {
     return this.open;
   }
@@ -54,15 +53,15 @@ export class InsertRuns {
     this.open = false;
   }
 
-  /** A row without a key: its `ROW_VALUES` values, as the single-row `insert` statement binds them. */
+  /** A row: its `ROW_VALUES` values, as the single-row `insertAt` statement binds them. */
   add(row: readonly unknown[]): void {
     const at = this.rows * ROW_VALUES;
     for (let i = 0; i < ROW_VALUES; i++) this.values[at + i] = row[i];
     if (++this.rows === RUN_ROWS) this.flush();
   }
 
-  /** Inserts what waits now, keeping the run open: a row inserted alone next must come after them. */
-  flush(): void {
+  /** Inserts what waits now, keeping the run open. */
+  private flush(): void {
     const rows = this.rows;
     if (rows === 0) return;
     const { statement, params } = this.statementFor(rows);

@@ -10,6 +10,7 @@ import { matchesHeaders, matchesPattern, NoRouteError } from '@courier/core';
 import type Database from 'better-sqlite3';
 import { listDeadLetters, type MessageColumns } from './dead-letters.js';
 import { InsertRuns } from './insert-runs.js';
+import { rangeEnd, rangeStart, SeqRanges, slotOf } from './ranges.js';
 import type { ClaimedRow, StoredItem } from './rows.js';
 import { BYPASS_DEDUP, DROP_IF_NO_QUEUE, Item, NO_HEADERS, parseHeaders, Row, toStoredItem } from './rows.js';
 import type { SqliteDatabase } from './schema.js';
@@ -26,8 +27,11 @@ interface TakenRow extends MessageColumns {
 /** Count changes and settled lease rows not yet written (see `takeCounts`). */
 export interface PendingCounts {
   readonly counts: Map<number, number[]>;
-  readonly settled: Map<number, number[]>;
+  readonly settled: Settled;
 }
+
+/** Rows settled per claim lease: by token, then by the slot of the range the lease is in. */
+type Settled = Map<number, Map<number, number>>;
 
 interface Binding {
   queueId: number;
@@ -40,18 +44,19 @@ interface Binding {
  * transaction the caller opened (the transport batches many into one commit) that starts with
  * `begin()`. Statements are prepared once; none of the hot-path ones scans a table.
  *
- * Leases: a claim does not rewrite the rows it takes. It writes one `courier_leases` row per
- * priority it took from (token, first and last seq, end, rows not yet settled); the rows stay
- * `ready`. A queue's cursor for a priority is the last seq of its live leases there: a `ready` row at
- * or before it is leased by the live lease whose range holds it, and the next claim starts after it.
- * Two rules keep that true: a row that becomes ready again (retry, release, a due delay, a
- * reclaimed lease, the next message of a key) is copied to a new seq after every cursor, and a new
- * row's seq is too (the first insert of a transaction checks). A settle deletes or moves its row and
- * counts down its lease; the lease row goes when nothing of it is left (a cursor may then move back:
- * nothing ready is left behind it). An expired lease's rows are copied to new seqs, their attempt
- * counted, which also fences late settles: the old seqs are gone. `extendLease` turns a row into one
- * with a lease of its own (`state` leased, `lease_token`, `lease_until`), the form every settle also
- * accepts.
+ * Ready rows live in a seq range per queue and priority, rows that wait in the parking range
+ * (ranges.ts). Leases: a claim does not rewrite the rows it takes. It writes one `courier_claims` row
+ * per range it took from (token, first and last seq, end, rows not yet settled); the rows stay
+ * `ready`. A range's cursor is the last seq of its live claims: a `ready` row at or before it is
+ * leased by the live claim whose stretch holds it, and the next claim starts after it. Two rules
+ * keep that true: a row that becomes ready again (retry, release, a due delay, a reclaimed lease, the
+ * next message of a key) is copied to a new seq of its range after the cursor, and a new row's seq is
+ * too (ranges.ts). A settle deletes or moves its row and counts down its claim; the claim row goes
+ * when nothing of it is left (the cursor may then move back: nothing ready is left behind it, and a
+ * row that waits for a retry's backoff has moved to the parking range). An expired claim's rows are
+ * copied to new seqs, their attempt counted, which also fences late settles: the old seqs are gone.
+ * `extendLease` turns a row into one with a lease of its own (`state` leased, `lease_token`,
+ * `lease_until`), the form every settle also accepts; it stays where it is, behind the cursor.
  */
 export class SqliteQueues {
   private readonly queueIds = new Map<string, number>();
@@ -61,15 +66,10 @@ export class SqliteQueues {
    * or drops them with it (`takeCounts`, `restoreCounts`, `discardCounts`).
    */
   private pending = new Map<number, number[]>();
-  /**
-   * Rows settled per lease since the last `applyCounts`, applied with the counts: by token, the
-   * queue's id then a count per priority.
-   */
-  private settled = new Map<number, number[]>();
+  /** Rows settled per claim lease since the last `applyCounts`, applied with the counts. */
+  private settled: Settled = new Map();
   /** Whether a lease (by token) is live, as looked up in this transaction. */
   private readonly alive = new Map<number, boolean>();
-  /** A row inserted in this transaction already has a seq after every cursor: later ones follow it. */
-  private seqSafe = false;
   /** Claim statements by their LIMIT, a power of two (see `claim`). */
   private readonly claims = new Map<number, Database.Statement>();
   private bindings: Binding[] = [];
@@ -79,6 +79,7 @@ export class SqliteQueues {
   private scheduledAt = Number.POSITIVE_INFINITY;
   private readonly s: Statements;
   private readonly runs: InsertRuns;
+  private readonly ranges: SeqRanges;
 
   constructor(
     private readonly db: SqliteDatabase,
@@ -87,12 +88,13 @@ export class SqliteQueues {
   ) {
     this.s = prepareStatements(db);
     this.runs = new InsertRuns(db);
+    this.ranges = new SeqRanges(this.s);
   }
 
   /** Call at the start of every transaction that uses these methods. */
   begin(): void {
     this.alive.clear();
-    this.seqSafe = false;
+    this.ranges.begin();
     this.runs.discard();
     this.refreshBindings();
   }
@@ -109,14 +111,6 @@ export class SqliteQueues {
     this.runs.end();
   }
 
-  /** The seq after every row and every cursor: where copied rows start (a copy never reuses a seq). */
-  private seqBase(): number {
-    return Math.max(
-      (this.s.maxSeq.get() as number | null) ?? 0,
-      (this.s.maxCursor.get() as number | null) ?? 0,
-    );
-  }
-
   /** Whether lease `token` has a live row: by a scan of the (small) lease table, once per transaction. */
   private leaseAlive(token: number): boolean {
     let alive = this.alive.get(token);
@@ -127,37 +121,31 @@ export class SqliteQueues {
     return alive;
   }
 
-  /** `leaseAlive` for a row whose queue and priority are known: a primary-key read (acks, the hot path). */
-  private leaseAliveFor(token: number, queueId: number, priority: number): boolean {
+  /** `leaseAlive` for a row in a range: a primary-key read (acks, the hot path). */
+  private leaseAliveIn(token: number, slot: number): boolean {
     if (this.alive.get(token) === true) return true;
-    // Only a yes is remembered: it says some lease of the token lives, whatever the priority.
-    const alive = this.s.leaseAliveAt.get(queueId, priority, token) !== undefined;
+    // Only a yes is remembered: it says some claim of the token lives, whatever the range.
+    const alive = this.s.leaseAliveAt.get(slot, token) !== undefined;
     if (alive) this.alive.set(token, true);
     return alive;
   }
 
-  /** Cursors of a queue by priority (0 where it has none). */
-  private cursorsOf(queueId: number): number[] {
-    const cursors = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    for (const [priority, seq] of this.s.cursors.all(queueId) as [number, number][]) cursors[priority] = seq;
-    return cursors;
-  }
-
-  private static cursorParams(queueId: number, cursors: number[]): Record<string, number> {
-    const params: Record<string, number> = { queueId };
-    for (let p = 0; p < 10; p++) params[`c${p}`] = cursors[p]!;
-    return params;
-  }
-
-  /** Copies the rows `statement` selects to new seqs (see "Leases"); returns how many. */
-  private copy(
+  /**
+   * Copies the rows `statement` selects, all of one queue and priority, to new seqs at the end of
+   * their range (see "Leases"); returns how many.
+   */
+  private copyReady(
     statement: Database.Statement,
     params: Record<string, unknown>,
-    state: number,
+    queueId: number,
+    priority: number,
     availableAt: number | null,
     bump: number,
   ): number {
-    return statement.run({ ...params, base: this.seqBase(), state, availableAt, bump }).changes;
+    const base = this.ranges.copyBase(queueId, priority);
+    const copied = statement.run({ ...params, base, state: READY, availableAt, bump }).changes;
+    this.ranges.used(queueId, priority, copied);
+    return copied;
   }
 
   private noteScheduled(at: number): void {
@@ -205,7 +193,10 @@ export class SqliteQueues {
   deleteQueue(name: string): void {
     const id = this.queueId(name);
     if (id === undefined) return;
-    this.s.deleteQueueMessages.run(id);
+    this.ranges.dropQueue(id);
+    this.s.deleteScheduledOf.run(id);
+    this.s.deleteLeasedOf.run(id);
+    this.s.deleteWaitingOf.run(id);
     this.s.dropQueueLeases.run(id);
     this.s.dropCounts.run(id);
     this.pending.delete(id);
@@ -301,10 +292,13 @@ export class SqliteQueues {
         takesParkedKey = true;
       } else state = WAITING;
     }
+    const priority = item[Item.PRIORITY];
+    const seq = state === READY ? this.ranges.ready(queueId, priority) : this.ranges.parked();
     const values = [
+      seq,
       queueId,
       state,
-      item[Item.PRIORITY],
+      priority,
       availableAt,
       item[Item.ID],
       item[Item.TYPE],
@@ -315,56 +309,34 @@ export class SqliteQueues {
       item[Item.BODY],
       now,
     ] as const;
-    if (key === null && this.seqSafe && this.runs.accepting) {
-      this.runs.add(values);
-      this.count(queueId, state, 1);
-      return;
-    }
-    // A row inserted alone (a key's holder is its seq; the transaction's first row) goes after the
-    // run's rows published before it.
-    this.runs.flush();
-    let seq: number;
-    if (this.seqSafe) {
-      seq = this.s.insert.run(...values).lastInsertRowid as number;
-    } else {
-      // SQLite gives a new row the largest seq plus one: once the newest rows are acked, that can
-      // fall at or before a cursor, where no claim would look. The first insert of a transaction
-      // checks; the ones after it follow it.
-      const floor = (this.s.maxCursor.get() as number | null) ?? 0;
-      const last = (this.s.maxSeq.get() as number | null) ?? 0;
-      seq =
-        last > floor
-          ? (this.s.insert.run(...values).lastInsertRowid as number)
-          : (this.s.insertAt.run(floor + 1, ...values).lastInsertRowid as number);
-      this.seqSafe = true;
-    }
     this.count(queueId, state, 1);
+    if (this.runs.accepting) this.runs.add(values);
+    else this.s.insertAt.run(...values);
     if (takesKey) this.s.takeKey.run(queueId, key, seq);
     if (takesParkedKey) this.s.setKeyHolder.run(seq, queueId, key);
   }
 
   /**
-   * Leases up to `limit` ready messages, highest priority first, then oldest: per priority that has
-   * rows past its cursor, a SELECT from the cursor on, then one lease row and the cursor moved (see
-   * "Leases"): the rows themselves are not written. The LIMIT is a literal: a bound LIMIT makes this
+   * Leases up to `limit` ready messages, highest priority first, then oldest: per range of the queue
+   * that has rows past its cursor, a SELECT of the primary key from the cursor on, then one claim row
+   * and the cursor moved (see "Leases"): the rows themselves are not written. The LIMIT is a literal: a bound LIMIT makes this
    * SQLite build re-plan the statement at every call (a claim of two rows took 47-60 us with
    * `LIMIT ?`, 12 us with a literal). So `limit` is taken in power-of-two chunks, each a statement
    * of its own, stopping at the first chunk that comes back short.
    */
   claim(queueId: number, limit: number, token: number, leaseUntil: number): ClaimedRow[] {
     const rows: ClaimedRow[] = [];
-    const cursors = this.cursorsOf(queueId);
-    const priorities = this.s.claimable.all(SqliteQueues.cursorParams(queueId, cursors)) as number[];
     let left = limit;
-    for (const priority of priorities) {
-      let after = cursors[priority]!;
+    for (const [slot, priority, cursor, newest] of this.ranges.of(queueId)) {
+      const end = rangeEnd(slot);
+      let after = cursor ?? rangeStart(slot);
       let first = -1;
       let taken = 0;
       while (left > 0) {
         const chunk = Math.min(MAX_CLAIM_CHUNK, 2 ** Math.floor(Math.log2(left)));
         // Raw rows (arrays), kept as arrays: better-sqlite3 builds row objects property by property
         // through V8's API (1.4 of a row's 5.3 us), and arrays cross to the main thread cheaper.
-        const got = this.claimStatement(chunk).all(queueId, priority, after) as ClaimedRow[];
+        const got = this.claimStatement(chunk).all(after, end, queueId, priority) as ClaimedRow[];
         if (got.length === 0) break;
         if (first < 0) first = got[0]![Row.SEQ];
         after = got[got.length - 1]![Row.SEQ];
@@ -376,8 +348,11 @@ export class SqliteQueues {
         left -= got.length;
         if (got.length < chunk) break;
       }
-      if (taken === 0) continue;
-      this.s.addLease.run(queueId, priority, token, first, after, leaseUntil, taken);
+      if (taken === 0) {
+        if (!newest) this.ranges.drained(slot);
+        continue;
+      }
+      this.s.addLease.run(slot, token, queueId, first, after, leaseUntil, taken);
       this.alive.set(token, true);
       this.count(queueId, READY, -taken);
       this.count(queueId, LEASED, taken);
@@ -392,7 +367,7 @@ export class SqliteQueues {
       statement = this.db
         .prepare(
           `SELECT seq, attempt, id, type, key, priority, expires_at, dedup_id, headers, body
-           FROM courier_messages WHERE queue_id = ? AND state = ${READY} AND priority = ? AND seq > ?
+           FROM courier_messages WHERE seq > ? AND seq <= ? AND state = ${READY} AND queue_id = ? AND priority = ?
            ORDER BY seq LIMIT ${limit}`,
         )
         .raw();
@@ -401,23 +376,26 @@ export class SqliteQueues {
     return statement;
   }
 
-  /** Counts a row of lease `token` settled; the lease goes once none of its rows is left (`applyCounts`). */
-  private settledOne(queueId: number, priority: number, token: number, n = 1): void {
+  /**
+   * Counts `n` rows of claim `token` in the range of `slot` settled; the claim row goes once none of
+   * its rows is left (`applyCounts`).
+   */
+  private settledOne(slot: number, token: number, n = 1): void {
     let settled = this.settled.get(token);
     if (!settled) {
-      settled = [queueId, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+      settled = new Map();
       this.settled.set(token, settled);
     }
-    settled[1 + priority]! += n;
+    settled.set(slot, (settled.get(slot) ?? 0) + n);
   }
 
   /**
-   * Deletes a delivered row under its lease; `queueId`, `priority` and `key` are the row's, from its
-   * claim. False when the lease is gone (expired and reclaimed: the row moved) or the row is.
+   * Deletes a delivered row under its lease; `queueId` and `key` are the row's, from its claim. False when the lease is gone (expired and reclaimed: the row moved) or the row is.
    */
-  ack(seq: number, token: number, queueId: number, priority: number, key: string | null): boolean {
-    if (this.leaseAliveFor(token, queueId, priority) && this.s.ackLeased.run(seq).changes === 1) {
-      this.settledOne(queueId, priority, token);
+  ack(seq: number, token: number, queueId: number, key: string | null): boolean {
+    const slot = slotOf(seq);
+    if (this.leaseAliveIn(token, slot) && this.s.ackLeased.run(seq).changes === 1) {
+      this.settledOne(slot, token);
     } else if (this.s.ack.run(seq, token).changes === 0) {
       return false;
     }
@@ -427,16 +405,17 @@ export class SqliteQueues {
   }
 
   /**
-   * `ack` of `n` rows with consecutive seqs from `first`, all under lease `token` of one queue and
-   * priority and without a key: one range delete. False (and nothing done) unless every one of them
+   * `ack` of `n` rows with consecutive seqs from `first`, all under claim `token` in one range and
+   * without a key: one range delete. False (and nothing done) unless every one of them
    * is a ready row under that live lease; the caller then acks them one by one.
    */
-  ackRange(first: number, n: number, token: number, queueId: number, priority: number): boolean {
+  ackRange(first: number, n: number, token: number, queueId: number): boolean {
     const last = first + n - 1;
-    if (!this.leaseAliveFor(token, queueId, priority)) return false;
+    const slot = slotOf(first);
+    if (slotOf(last) !== slot || !this.leaseAliveIn(token, slot)) return false;
     if ((this.s.countReadyRange.get(first, last) as number) !== n) return false;
     this.s.ackReadyRange.run(first, last);
-    this.settledOne(queueId, priority, token, n);
+    this.settledOne(slot, token, n);
     this.count(queueId, LEASED, -n);
     return true;
   }
@@ -460,13 +439,15 @@ export class SqliteQueues {
     const bump = own ? (counted ? 0 : -1) : counted ? 1 : 0;
     const scheduled = availableAt > now;
     if (scheduled) {
-      this.s.schedule.run(availableAt, bump, seq);
+      // To the parking range: left behind the cursor, it would be walked over once the cursor fell back.
+      const base = this.ranges.parked() - 1;
+      this.s.copyOne.run({ seq, base, state: SCHEDULED, availableAt, bump });
       this.noteScheduled(availableAt);
     } else {
-      this.copy(this.s.copyOne, { seq }, READY, availableAt, bump);
-      this.s.deleteSeq.run(seq);
+      this.copyReady(this.s.copyOne, { seq }, queueId, row.priority, availableAt, bump);
     }
-    if (!own) this.settledOne(queueId, row.priority, token);
+    this.s.deleteSeq.run(seq);
+    if (!own) this.settledOne(slotOf(seq), token);
     this.count(queueId, LEASED, -1);
     this.count(queueId, scheduled ? SCHEDULED : READY, 1);
     return true;
@@ -475,9 +456,8 @@ export class SqliteQueues {
   extendLease(seq: number, token: number, leaseUntil: number): boolean {
     if (this.leaseAlive(token)) {
       // Out of the claim's lease into one of its own, so it can outlive the others.
-      const row = this.s.extendLeased.get(token, leaseUntil, seq) as [number, number] | undefined;
-      if (row !== undefined) {
-        this.settledOne(row[0], row[1], token);
+      if (this.s.extendLeased.get(token, leaseUntil, seq) !== undefined) {
+        this.settledOne(slotOf(seq), token);
         return true;
       }
     }
@@ -488,11 +468,9 @@ export class SqliteQueues {
     let row = this.leaseAlive(token)
       ? (this.s.takeLeasedForDeadLetter.get(seq) as (TakenRow & { queueId: number }) | undefined)
       : undefined;
-    if (row !== undefined) this.settledOne(row.queueId, row.priority, token);
+    if (row !== undefined) this.settledOne(slotOf(seq), token);
     else row = this.s.takeForDeadLetter.get(seq, token) as (TakenRow & { queueId: number }) | undefined;
     if (!row) return false;
-    // The newest row may be gone: the next insert checks its seq against the cursors again.
-    this.seqSafe = false;
     this.count(row.queueId, LEASED, -1);
     this.storeDeadLetter(row.queueId, row, info);
     return true;
@@ -538,7 +516,9 @@ export class SqliteQueues {
 
   /** Lets the next message of `key` go, or frees the key. */
   private releaseKey(queueId: number, key: string): void {
-    const next = this.s.nextWaiting.get(queueId, key) as { seq: number; availableAt: number } | undefined;
+    const next = this.s.nextWaiting.get(queueId, key) as
+      | { seq: number; availableAt: number; priority: number }
+      | undefined;
     if (!next) {
       this.s.dropKey.run(queueId, key);
       return;
@@ -549,9 +529,9 @@ export class SqliteQueues {
       this.noteScheduled(next.availableAt);
       this.s.wake.run(SCHEDULED, next.seq);
     } else {
-      // Ready again: after every cursor (see "Leases").
-      this.copy(this.s.copyOne, { seq: next.seq }, READY, null, 0);
-      holder = this.s.maxSeq.get() as number;
+      // Ready again: at the end of its range (see "Leases").
+      holder = this.ranges.copyBase(queueId, next.priority) + 1;
+      this.copyReady(this.s.copyOne, { seq: next.seq }, queueId, next.priority, null, 0);
       this.s.deleteSeq.run(next.seq);
     }
     this.count(queueId, WAITING, -1);
@@ -565,16 +545,31 @@ export class SqliteQueues {
    * moved row holds stays held (`holder_seq` keeps the seq it had when it took the key).
    */
   housekeep(queueId: number, now: number): number {
-    const promoted = this.copy(this.s.copyDue, { queueId, now }, READY, null, 0);
+    let promoted = 0;
+    for (const priority of this.s.duePriorities.all(queueId, now) as number[])
+      promoted += this.copyReady(this.s.copyDue, { queueId, now, priority }, queueId, priority, null, 0);
     if (promoted > 0) this.s.deleteDue.run(queueId, now);
     // Rows with a lease of their own (extended) counted their attempt when they took it.
-    let reclaimed = this.copy(this.s.copyExpiredLeases, { queueId, now }, READY, null, 0);
+    let reclaimed = 0;
+    for (const priority of this.s.expiredLeasePriorities.all(queueId, now) as number[])
+      reclaimed += this.copyReady(
+        this.s.copyExpiredLeases,
+        { queueId, now, priority },
+        queueId,
+        priority,
+        null,
+        0,
+      );
     if (reclaimed > 0) this.s.deleteExpiredLeases.run(queueId, now);
     const expired = this.s.expiredLeases.all(queueId, now) as [number, number, number, number][];
-    for (const [token, priority, first, last] of expired) {
-      const moved = this.copy(this.s.copyLeaseRange, { queueId, priority, first, last }, READY, now, 1);
-      if (moved > 0) this.s.deleteLeaseRange.run(queueId, priority, first, last);
-      this.s.dropLease.run(queueId, priority, token);
+    for (const [token, slot, first, last] of expired) {
+      const priority = this.ranges.priorityOf(slot);
+      const moved =
+        priority === undefined
+          ? 0
+          : this.copyReady(this.s.copyLeaseRange, { first, last }, queueId, priority, now, 1);
+      if (moved > 0) this.s.ackReadyRange.run(first, last);
+      this.s.dropLease.run(slot, token);
       this.alive.delete(token);
       reclaimed += moved;
     }
@@ -618,9 +613,11 @@ export class SqliteQueues {
   stats(name: string, now: number): QueueStats {
     const queueId = this.requireQueueId(name);
     const count = this.countsOf(queueId);
-    const oldest = this.s.oldestReady.get(SqliteQueues.cursorParams(queueId, this.cursorsOf(queueId))) as
-      | number
-      | null;
+    let oldest: number | null = null;
+    for (const [slot, , cursor] of this.ranges.of(queueId)) {
+      const at = this.s.oldestInRange.get(cursor ?? rangeStart(slot), rangeEnd(slot)) as number | undefined;
+      if (at !== undefined && (oldest === null || at < oldest)) oldest = at;
+    }
     return {
       queue: name,
       depth: count[READY]! + count[WAITING]!,
@@ -698,14 +695,11 @@ export class SqliteQueues {
       if (drifted) this.recount(queueId);
     }
     this.pending.clear();
-    for (const [token, settled] of this.settled) {
-      const queueId = settled[0]!;
-      for (let priority = 0; priority < 10; priority++) {
-        const n = settled[1 + priority]!;
-        if (n === 0) continue;
-        const left = this.s.settleLease.get(n, queueId, priority, token) as number | undefined;
+    for (const [token, slots] of this.settled) {
+      for (const [slot, n] of slots) {
+        const left = this.s.settleLease.get(n, slot, token) as number | undefined;
         if (left !== undefined && left <= 0) {
-          this.s.dropLease.run(queueId, priority, token);
+          this.s.dropLease.run(slot, token);
           this.alive.delete(token);
         }
       }
@@ -725,24 +719,30 @@ export class SqliteQueues {
   restoreCounts(taken: PendingCounts): void {
     for (const [queueId, counts] of taken.counts)
       for (let state = 0; state < counts.length; state++) this.count(queueId, state, counts[state]!);
-    for (const [token, settled] of taken.settled)
-      for (let priority = 0; priority < 10; priority++)
-        if (settled[1 + priority]! > 0) this.settledOne(settled[0]!, priority, token, settled[1 + priority]);
+    for (const [token, slots] of taken.settled)
+      for (const [slot, n] of slots) this.settledOne(slot, token, n);
   }
 
   /** Drops the pending count changes: their transaction rolled back. */
   discardCounts(): void {
     this.pending.clear();
     this.settled.clear();
-    // Leases looked up or made, and rows inserted, in the rolled-back work may not exist.
+    // Leases looked up or made, ranges opened and rows inserted in the rolled-back work may not exist.
     this.alive.clear();
-    this.seqSafe = false;
+    this.ranges.begin();
   }
 
   /** Counts a queue's rows again (a full count: only after drift). */
   recount(queueId: number): void {
     this.s.dropCounts.run(queueId);
-    this.s.recountMessages.run(queueId);
+    let ready = 0;
+    for (const [slot] of this.ranges.of(queueId))
+      ready += this.s.countReadyRange.get(rangeStart(slot), rangeEnd(slot)) as number;
+    if (ready > 0) this.s.addCount.get(queueId, READY, ready);
+    for (const [state, count] of this.s.countParkedOf) {
+      const n = count.get(queueId) as number;
+      if (n > 0) this.s.addCount.get(queueId, state, n);
+    }
     this.s.recountDeadLetters.run(queueId);
     // Ready rows under a claim's lease are in flight.
     const leased = this.s.implicitlyLeased.get(queueId) as number;

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigurationError, TransportError } from '@courier/core';
 import Database from 'better-sqlite3';
+import { PARKING_FIRST, RANGE } from './ranges.js';
 
 /** The better-sqlite3 connection type, for `transport.db` and `ctx.transact`. */
 export type SqliteDatabase = Database.Database;
@@ -9,11 +10,14 @@ export type SqliteDatabase = Database.Database;
 /** `NORMAL` survives a process crash (WAL); `FULL` also survives power loss (fsync at every commit). */
 export type Synchronous = 'NORMAL' | 'FULL';
 
+/** A migration: SQL to run, or a function for one that has to look at the file first. */
+type Migration = string | ((db: SqliteDatabase) => void);
+
 /**
  * Schema migrations, oldest first. The database's version is the number of migrations applied; a
  * file with a newer version than this code knows is refused and never touched.
  */
-const migrations: readonly string[] = [
+const migrations: readonly Migration[] = [
   `
   CREATE TABLE courier_queues (
     id INTEGER PRIMARY KEY,
@@ -160,7 +164,67 @@ const migrations: readonly string[] = [
   // 6: headers may be stored as name/value pairs instead of JSON (rows.ts, storedHeaders), which
   // code of version 5 would read as no headers at all; the version alone keeps that code away.
   `SELECT 1;`,
+  // 7: seq ranges (ranges.ts).
+  toSeqRanges,
 ];
+
+/**
+ * Schema 7: ready rows move to a seq range per queue and priority (in their old order), the others
+ * to the parking range; the ready index goes. Live claims become ready rows again with their attempt
+ * counted, as their expiry would have done (the rows are delivered again; a process of the old
+ * version that still holds them finds `courier_leases` gone, so its settles fail instead of
+ * touching the moved rows). Key holders keep their old seqs, which only name the row that took the
+ * key (queues.ts, releaseKey).
+ */
+function toSeqRanges(db: SqliteDatabase): void {
+  const last = db.prepare('SELECT max(seq) FROM courier_messages').pluck().get() as number | null;
+  // Old seqs are below the first range: moved rows never land on a row not yet moved.
+  if (last !== null && last >= RANGE)
+    throw new TransportError(`cannot migrate: a message row has seq ${last}, beyond the old layout`);
+  db.exec(`
+    CREATE TABLE courier_ranges (
+      slot INTEGER PRIMARY KEY,
+      queue_id INTEGER NOT NULL,
+      priority INTEGER NOT NULL,
+      generation INTEGER NOT NULL,
+      UNIQUE (queue_id, priority, generation)
+    );
+    -- One row per range a claim took rows from: its stretch of seqs, its end, rows not yet settled.
+    CREATE TABLE courier_claims (
+      slot INTEGER NOT NULL,
+      token INTEGER NOT NULL,
+      queue_id INTEGER NOT NULL,
+      first_seq INTEGER NOT NULL,
+      last_seq INTEGER NOT NULL,
+      lease_until INTEGER NOT NULL,
+      remaining INTEGER NOT NULL,
+      PRIMARY KEY (slot, token)
+    ) WITHOUT ROWID;
+    UPDATE courier_messages SET attempt = attempt + 1
+     WHERE state = 0 AND EXISTS (
+       SELECT 1 FROM courier_leases l WHERE l.queue_id = courier_messages.queue_id
+         AND l.priority = courier_messages.priority AND courier_messages.seq BETWEEN l.first_seq AND l.last_seq);
+    DROP TABLE courier_leases;
+    DROP INDEX courier_messages_ready;
+    INSERT INTO courier_ranges (slot, queue_id, priority, generation)
+      SELECT row_number() OVER (ORDER BY queue_id, priority), queue_id, priority, 1
+      FROM (SELECT DISTINCT queue_id, priority FROM courier_messages WHERE state = 0);
+    CREATE TEMP TABLE courier_moves (old INTEGER PRIMARY KEY, new INTEGER NOT NULL);
+    INSERT INTO courier_moves (old, new)
+      SELECT m.seq, r.slot * ${RANGE} + row_number() OVER (PARTITION BY r.slot ORDER BY m.seq)
+      FROM courier_messages m JOIN courier_ranges r ON r.queue_id = m.queue_id AND r.priority = m.priority
+      WHERE m.state = 0;
+    INSERT INTO courier_moves (old, new)
+      SELECT seq, ${PARKING_FIRST - 1} + row_number() OVER (ORDER BY seq) FROM courier_messages WHERE state <> 0;
+    UPDATE courier_messages SET seq = (SELECT new FROM courier_moves WHERE old = courier_messages.seq);
+    DROP TABLE courier_moves;
+    DELETE FROM courier_counts;
+    INSERT INTO courier_counts (queue_id, state, n)
+      SELECT queue_id, state, count(*) FROM courier_messages GROUP BY queue_id, state;
+    INSERT INTO courier_counts (queue_id, state, n)
+      SELECT queue_id, 4, count(*) FROM courier_dead_letters GROUP BY queue_id;
+  `);
+}
 
 /** The Courier schema version this code writes and reads (the number of migrations). */
 export const schemaVersion = migrations.length;
@@ -276,7 +340,11 @@ function migrate(db: SqliteDatabase, path: string): void {
     );
     if (current > schemaVersion)
       throw new ConfigurationError(`'${path}' has a newer Courier schema (${current})`);
-    for (let version = current; version < schemaVersion; version++) db.exec(migrations[version]!);
+    for (let version = current; version < schemaVersion; version++) {
+      const migration = migrations[version]!;
+      if (typeof migration === 'string') db.exec(migration);
+      else migration(db);
+    }
     db.prepare(`UPDATE courier_meta SET value = ? WHERE name = 'schema_version'`).run(String(schemaVersion));
   }).immediate();
 }

@@ -1,11 +1,11 @@
 /**
  * The SQL of the SQLite transport's queues (queues.ts), prepared once per connection. Message rows
- * are in one of the states below; see schema.ts for the tables and queues.ts ("Leases") for what a
- * ready row at or before its queue's cursor means.
+ * are in one of the states below; see schema.ts for the tables, ranges.ts for where a row's seq
+ * puts it, and queues.ts ("Leases") for what a ready row at or before its range's cursor means.
  */
 import type { SqliteDatabase } from './schema.js';
 
-/** Claimable, unless at or before its priority's cursor (then a claim's lease holds it). */
+/** Claimable, unless at or before its range's cursor (then a claim's lease holds it). */
 export const READY = 0;
 /** Waiting for `available_at` (a delay or a retry's backoff). */
 export const SCHEDULED = 1;
@@ -44,44 +44,63 @@ export function prepareStatements(db: SqliteDatabase) {
     parkKey: p(`UPDATE courier_keys SET holder_seq = NULL, parked_by = ? WHERE queue_id = ? AND key = ?`),
     dropKey: p(`DELETE FROM courier_keys WHERE queue_id = ? AND key = ?`),
     nextWaiting: p(
-      `SELECT seq, available_at AS availableAt FROM courier_messages
+      `SELECT seq, available_at AS availableAt, priority FROM courier_messages
        WHERE queue_id = ? AND key = ? AND state = ${WAITING} ORDER BY seq LIMIT 1`,
     ),
     wake: p(`UPDATE courier_messages SET state = ? WHERE seq = ?`),
-    maxSeq: p(`SELECT max(seq) FROM courier_messages`).pluck(),
-    // A queue's cursor per priority is the last seq of its live leases (queues.ts, "Leases"): a
-    // few rows of one primary-key range. The lease table holds only live leases: a scan is cheap.
-    maxCursor: p(`SELECT max(last_seq) FROM courier_leases`).pluck(),
-    cursors: p(
-      `SELECT priority, max(last_seq) FROM courier_leases WHERE queue_id = ? GROUP BY priority`,
-    ).raw(),
-    // Which priorities have rows past their cursor, highest first: ten index seeks in one statement.
-    claimable: p(
-      Array.from(
-        { length: 10 },
-        (_, i) =>
-          `SELECT ${9 - i} WHERE EXISTS (SELECT 1 FROM courier_messages WHERE queue_id = @queueId AND state = ${READY} AND priority = ${9 - i} AND seq > @c${9 - i})`,
-      ).join(' UNION ALL '),
+    // Seq ranges (ranges.ts): the newest row of a range or of the parking range, a few seeks.
+    maxSeqIn: p(`SELECT max(seq) FROM courier_messages WHERE seq BETWEEN ? AND ?`).pluck(),
+    rangeCursor: p(`SELECT max(last_seq) FROM courier_claims WHERE slot = ?`).pluck(),
+    latestSlot: p(
+      `SELECT slot FROM courier_ranges WHERE queue_id = ? AND priority = ? ORDER BY generation DESC LIMIT 1`,
     ).pluck(),
-    addLease: p(
-      `INSERT INTO courier_leases (queue_id, priority, token, first_seq, last_seq, lease_until, remaining)
-       VALUES (?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (queue_id, priority, token) DO UPDATE SET last_seq = excluded.last_seq, remaining = remaining + excluded.remaining`,
+    // The smallest slot no range holds, from 1 (slot 0 is the seqs of files before schema 7).
+    freeSlot: p(
+      `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM courier_ranges WHERE slot = 1) THEN 1 ELSE
+         (SELECT min(r.slot) + 1 FROM courier_ranges r WHERE NOT EXISTS (SELECT 1 FROM courier_ranges t WHERE t.slot = r.slot + 1))
+       END`,
+    ).pluck(),
+    addRange: p(
+      `INSERT INTO courier_ranges (slot, queue_id, priority, generation)
+       VALUES (@slot, @queueId, @priority,
+         coalesce((SELECT max(generation) FROM courier_ranges WHERE queue_id = @queueId AND priority = @priority), 0) + 1)`,
     ),
-    leaseAlive: p(`SELECT 1 FROM courier_leases WHERE token = ? LIMIT 1`).pluck(),
-    leaseAliveAt: p(`SELECT 1 FROM courier_leases WHERE queue_id = ? AND priority = ? AND token = ?`).pluck(),
-    settleLease: p(
-      `UPDATE courier_leases SET remaining = remaining - ? WHERE queue_id = ? AND priority = ? AND token = ? RETURNING remaining`,
-    ).pluck(),
-    dropLease: p(`DELETE FROM courier_leases WHERE queue_id = ? AND priority = ? AND token = ?`),
-    expiredLeases: p(
-      `SELECT token, priority, first_seq, last_seq FROM courier_leases WHERE queue_id = ? AND lease_until <= ?`,
+    // A queue's ranges, highest priority first, then oldest generation; with each one's cursor
+    // (the last seq of its live claims, see "Leases" in queues.ts) and whether it is the newest.
+    rangesOf: p(
+      `SELECT r.slot, r.priority, (SELECT max(c.last_seq) FROM courier_claims c WHERE c.slot = r.slot),
+         NOT EXISTS (SELECT 1 FROM courier_ranges n WHERE n.queue_id = r.queue_id AND n.priority = r.priority AND n.generation > r.generation)
+       FROM courier_ranges r WHERE r.queue_id = ? ORDER BY r.priority DESC, r.generation`,
     ).raw(),
-    nextLeaseRowEnd: p(`SELECT min(lease_until) FROM courier_leases WHERE queue_id = ?`).pluck(),
-    dropQueueLeases: p(`DELETE FROM courier_leases WHERE queue_id = ?`),
+    priorityOfSlot: p(`SELECT priority FROM courier_ranges WHERE slot = ?`).pluck(),
+    rangeHasRows: p(`SELECT 1 FROM courier_messages WHERE seq BETWEEN ? AND ? LIMIT 1`).pluck(),
+    rangeHasClaims: p(`SELECT 1 FROM courier_claims WHERE slot = ? LIMIT 1`).pluck(),
+    dropRange: p(`DELETE FROM courier_ranges WHERE slot = ?`),
+    dropQueueRanges: p(`DELETE FROM courier_ranges WHERE queue_id = ?`),
+    deleteRangeRows: p(`DELETE FROM courier_messages WHERE seq BETWEEN ? AND ?`),
+    // A queue's rows outside its ranges, each state through its own partial index.
+    deleteScheduledOf: p(`DELETE FROM courier_messages WHERE queue_id = ? AND state = ${SCHEDULED}`),
+    deleteLeasedOf: p(`DELETE FROM courier_messages WHERE queue_id = ? AND state = ${LEASED}`),
+    deleteWaitingOf: p(`DELETE FROM courier_messages WHERE queue_id = ? AND state = ${WAITING}`),
+    addLease: p(
+      `INSERT INTO courier_claims (slot, token, queue_id, first_seq, last_seq, lease_until, remaining)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (slot, token) DO UPDATE SET last_seq = excluded.last_seq, remaining = remaining + excluded.remaining`,
+    ),
+    leaseAlive: p(`SELECT 1 FROM courier_claims WHERE token = ? LIMIT 1`).pluck(),
+    leaseAliveAt: p(`SELECT 1 FROM courier_claims WHERE slot = ? AND token = ?`).pluck(),
+    settleLease: p(
+      `UPDATE courier_claims SET remaining = remaining - ? WHERE slot = ? AND token = ? RETURNING remaining`,
+    ).pluck(),
+    dropLease: p(`DELETE FROM courier_claims WHERE slot = ? AND token = ?`),
+    expiredLeases: p(
+      `SELECT token, slot, first_seq, last_seq FROM courier_claims WHERE queue_id = ? AND lease_until <= ?`,
+    ).raw(),
+    nextLeaseRowEnd: p(`SELECT min(lease_until) FROM courier_claims WHERE queue_id = ?`).pluck(),
+    dropQueueLeases: p(`DELETE FROM courier_claims WHERE queue_id = ?`),
     implicitlyLeased: p(
-      `SELECT count(*) FROM courier_leases l JOIN courier_messages m
-         ON m.queue_id = l.queue_id AND m.state = ${READY} AND m.priority = l.priority AND m.seq BETWEEN l.first_seq AND l.last_seq
+      `SELECT count(*) FROM courier_claims l JOIN courier_messages m
+         ON m.seq BETWEEN l.first_seq AND l.last_seq AND m.state = ${READY}
        WHERE l.queue_id = ?`,
     ).pluck(),
     ackLeased: p(`DELETE FROM courier_messages WHERE seq = ? AND state = ${READY}`),
@@ -93,10 +112,6 @@ export function prepareStatements(db: SqliteDatabase) {
     explicitRowOf: p(
       `SELECT priority, key FROM courier_messages WHERE seq = ? AND state = ${LEASED} AND lease_token = ?`,
     ),
-    schedule: p(
-      `UPDATE courier_messages SET state = ${SCHEDULED}, available_at = ?, attempt = attempt + ?, lease_token = NULL, lease_until = NULL
-       WHERE seq = ?`,
-    ),
     deleteSeq: p(`DELETE FROM courier_messages WHERE seq = ?`),
     takeLeasedForDeadLetter: p(
       `DELETE FROM courier_messages WHERE seq = ? AND state = ${READY}
@@ -107,31 +122,30 @@ export function prepareStatements(db: SqliteDatabase) {
        WHERE seq = ? AND state = ${READY} RETURNING queue_id, priority`,
     ).raw(),
     copyOne: p(copyRows(`seq = @seq`, `seq`)),
-    copyLeaseRange: p(
+    copyLeaseRange: p(copyRows(`seq BETWEEN @first AND @last AND state = ${READY}`, `seq`)),
+    expiredLeasePriorities: p(
+      `SELECT DISTINCT priority FROM courier_messages WHERE queue_id = ? AND state = ${LEASED} AND lease_until <= ?`,
+    ).pluck(),
+    copyExpiredLeases: p(
       copyRows(
-        `queue_id = @queueId AND state = ${READY} AND priority = @priority AND seq BETWEEN @first AND @last`,
+        `queue_id = @queueId AND state = ${LEASED} AND lease_until <= @now AND priority = @priority`,
         `seq`,
       ),
-    ),
-    deleteLeaseRange: p(
-      `DELETE FROM courier_messages WHERE queue_id = ? AND state = ${READY} AND priority = ? AND seq BETWEEN ? AND ?`,
-    ),
-    copyExpiredLeases: p(
-      copyRows(`queue_id = @queueId AND state = ${LEASED} AND lease_until <= @now`, `seq`),
     ),
     deleteExpiredLeases: p(
       `DELETE FROM courier_messages WHERE queue_id = ? AND state = ${LEASED} AND lease_until <= ?`,
     ),
+    duePriorities: p(
+      `SELECT DISTINCT priority FROM courier_messages WHERE queue_id = ? AND state = ${SCHEDULED} AND available_at <= ?`,
+    ).pluck(),
     copyDue: p(
-      copyRows(`queue_id = @queueId AND state = ${SCHEDULED} AND available_at <= @now`, `available_at, seq`),
+      copyRows(
+        `queue_id = @queueId AND state = ${SCHEDULED} AND available_at <= @now AND priority = @priority`,
+        `available_at, seq`,
+      ),
     ),
     deleteDue: p(
       `DELETE FROM courier_messages WHERE queue_id = ? AND state = ${SCHEDULED} AND available_at <= ?`,
-    ),
-    insert: p(
-      `INSERT INTO courier_messages
-        (queue_id, state, priority, available_at, id, type, key, expires_at, dedup_id, headers, body, enqueued_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     insertAt: p(
       `INSERT INTO courier_messages
@@ -166,28 +180,28 @@ export function prepareStatements(db: SqliteDatabase) {
        ON CONFLICT (queue_id, state) DO UPDATE SET n = n + excluded.n RETURNING n`,
     ).pluck(),
     dropCounts: p(`DELETE FROM courier_counts WHERE queue_id = ?`),
-    recountMessages: p(
-      `INSERT INTO courier_counts (queue_id, state, n)
-       SELECT queue_id, state, count(*) FROM courier_messages WHERE queue_id = ? GROUP BY state`,
+    // Counting a queue's rows again: its ready rows range by range (countReadyRange), the others
+    // by their indexes.
+    countParkedOf: [SCHEDULED, LEASED, WAITING].map(
+      (state) =>
+        [
+          state,
+          p(`SELECT count(*) FROM courier_messages WHERE queue_id = ? AND state = ${state}`).pluck(),
+        ] as const,
     ),
     recountDeadLetters: p(
       `INSERT INTO courier_counts (queue_id, state, n)
        SELECT queue_id, ${DEAD}, count(*) FROM courier_dead_letters WHERE queue_id = ? GROUP BY queue_id`,
     ),
-    // The oldest ready row of each priority is the first of its index range: ten seeks, no scan.
-    oldestReady: p(
-      `SELECT min(enqueued_at) FROM (${Array.from(
-        { length: 10 },
-        (_, priority) =>
-          `SELECT * FROM (SELECT enqueued_at FROM courier_messages WHERE queue_id = @queueId AND state = ${READY} AND priority = ${priority} AND seq > @c${priority} ORDER BY seq LIMIT 1)`,
-      ).join(' UNION ALL ')})`,
+    // The oldest unclaimed row of a range is the first past its cursor: one seek.
+    oldestInRange: p(
+      `SELECT enqueued_at FROM courier_messages WHERE seq > ? AND seq <= ? AND state = ${READY} ORDER BY seq LIMIT 1`,
     ).pluck(),
     deadLetterById: p(
       `SELECT id, key, parks_key AS parksKey FROM courier_dead_letters WHERE id = ? AND queue_id = ?`,
     ),
     deleteDeadLetter: p(`DELETE FROM courier_dead_letters WHERE id = ?`),
     deleteQueue: p(`DELETE FROM courier_queues WHERE id = ?`),
-    deleteQueueMessages: p(`DELETE FROM courier_messages WHERE queue_id = ?`),
     deleteQueueBindings: p(`DELETE FROM courier_bindings WHERE queue_id = ?`),
     inboxGet: p(`SELECT value FROM courier_inbox WHERE scope = ? AND key = ? AND expires_at > ?`).pluck(),
     inboxPut: p(
@@ -209,7 +223,8 @@ export type Statements = ReturnType<typeof prepareStatements>;
 
 /**
  * An INSERT ... SELECT that copies the rows matching `where` to new seqs after `@base`, in `order`:
- * a row that becomes ready again must come after every cursor (see "Leases" on SqliteQueues).
+ * a row that becomes ready again must come after its range's cursor (see "Leases" on SqliteQueues),
+ * a row that waits goes to the parking range (ranges.ts).
  * `@state`, `@availableAt` (null keeps the row's) and `@bump` (added to `attempt`) are bound.
  */
 function copyRows(where: string, order: string): string {

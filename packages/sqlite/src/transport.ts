@@ -611,7 +611,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
   ackDelivery(delivery: SqliteDelivery, outgoing: readonly PublishItem[]): Promise<boolean> {
     const { seq, token } = delivery;
     if (outgoing.length === 0 && delivery.key === null && !this.closed) {
-      const done = this.acks.add(seq, token, delivery.queueId, delivery.priority);
+      const done = this.acks.add(seq, token, delivery.queueId);
       this.queued();
       return this.settle(delivery, done);
     }
@@ -622,7 +622,6 @@ export class SqliteTransport implements Transport, DeliverySettler {
         seq,
         token,
         delivery.queueId,
-        delivery.priority,
         delivery.key,
         outgoing.length > 0 ? outgoing.map(toStoredItem) : null,
       ];
@@ -708,7 +707,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
           const now = this.now();
           this.queues.begin();
           for (const item of outgoing) this.queues.publish(item, now);
-          if (!this.queues.ack(seq, token, delivery.queueId, delivery.priority, delivery.key)) {
+          if (!this.queues.ack(seq, token, delivery.queueId, delivery.key)) {
             throw new TransportError(
               `the lease of message ${seq} expired before its transaction committed: rolled back`,
             );

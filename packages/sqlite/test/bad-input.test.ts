@@ -13,6 +13,7 @@ import type { Bus, DeadLetterView } from '@courier/core';
 import { createBus } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import Database from 'better-sqlite3';
+import { foreignReadySeq } from './layouts.js';
 import { Children } from './processes/harness.js';
 import { Tick, tickTopology, wallNow } from './processes/shared.js';
 
@@ -25,13 +26,16 @@ function handWriter(path: string, queue: string) {
   const queueId = db.prepare('SELECT id FROM courier_queues WHERE name = ?').pluck().get(queue) as number;
   assert.ok(queueId !== undefined, `queue '${queue}' exists`);
   const insert = db.prepare(
-    `INSERT INTO courier_messages (queue_id, state, priority, available_at, id, type, headers, body, enqueued_at)
-     VALUES (?, 0, 0, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO courier_messages (seq, queue_id, state, priority, available_at, id, type, headers, body, enqueued_at)
+     VALUES (?, ?, 0, 0, ?, ?, ?, ?, ?, ?)`,
   );
   return {
     insert(row: { id: string; type: string; headers: string; body: Buffer | string }): void {
       const now = Date.now();
-      insert.run(queueId, now, row.id, row.type, row.headers, row.body, now);
+      // In one transaction with the seq it chose: Courier's own writers may commit in between.
+      db.transaction(() =>
+        insert.run(foreignReadySeq(db, queueId), queueId, now, row.id, row.type, row.headers, row.body, now),
+      ).immediate();
     },
     close: () => db.close(),
   };

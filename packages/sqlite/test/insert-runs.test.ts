@@ -44,7 +44,7 @@ const keyed = (n: number): PublishItem => {
  * row inserted alone holds (the item's type, headers and body; ready, or waiting behind its key;
  * priority 0, no expiry or dedup).
  */
-function rows(db: SqliteDatabase): { id: string; key: string | null; whole: boolean }[] {
+function rows(db: SqliteDatabase): { id: string; key: string | null; waiting: boolean; whole: boolean }[] {
   const all = db
     .prepare(
       `SELECT m.* FROM courier_messages m JOIN courier_queues q ON q.id = m.queue_id
@@ -66,7 +66,7 @@ function rows(db: SqliteDatabase): { id: string; key: string | null; whole: bool
       r.lease_token === null &&
       typeof r.available_at === 'number' &&
       r.available_at === r.enqueued_at;
-    return { id: String(r.id), key: r.key as string | null, whole };
+    return { id: String(r.id), key: r.key as string | null, waiting: r.state === 3, whole };
   });
 }
 
@@ -107,13 +107,25 @@ test('keyed rows, other queues and other commands inside a run keep the order pu
     const result = runner.run({ commands, claims: [] });
     assert.equal(result.kind, 'done');
     const stored = rows(db);
+    // Rows that wait behind their key are parked (ranges.ts): each kind in the order published.
+    const waiting = new Set(stored.filter((r) => r.waiting).map((r) => r.id));
+    const all = Array.from({ length: 100 }, (_, n) => idOf(n));
     assert.deepEqual(
-      stored.map((r) => r.id),
-      Array.from({ length: 100 }, (_, n) => idOf(n)),
+      stored.filter((r) => !r.waiting).map((r) => r.id),
+      all.filter((id) => !waiting.has(id)),
     );
+    assert.deepEqual(
+      stored.filter((r) => r.waiting).map((r) => r.id),
+      all.filter((id) => waiting.has(id)),
+    );
+    assert.equal(stored.length, 100);
+    assert.ok(waiting.size > 0);
     assert.ok(stored.every((r) => r.whole));
     assert.deepEqual(
-      stored.filter((r) => r.key !== null).map((r) => r.id),
+      stored
+        .filter((r) => r.key !== null)
+        .map((r) => r.id)
+        .sort(),
       Array.from({ length: 100 }, (_, n) => n)
         .filter((n) => n % 7 === 3)
         .map(idOf),

@@ -6,94 +6,11 @@
  * and nothing of a lease is left once its rows are settled.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { type Batch, BatchRunner, type ClaimRequest, Do } from '../src/batch.js';
-import { SqliteQueues } from '../src/queues.js';
+import { Do } from '../src/batch.js';
 import { type ClaimedRow, Row, toStoredItem } from '../src/rows.js';
-import { openDatabase, type SqliteDatabase } from '../src/schema.js';
-import { SqliteSagaStore } from '../src/stores.js';
 import { testItem as item } from './items.js';
-
-interface Harness {
-  queueId: number;
-  db: SqliteDatabase;
-  queues: SqliteQueues;
-  /** Moves the runner's clock. */
-  advance(ms: number): void;
-  run(batch: Partial<Batch>): { values: unknown[]; rows: ClaimedRow[][]; acked: number[] };
-  /** Plain acks of `rows` under `token`, as the transport sends them (acks.ts): each outcome. */
-  plainAcks(rows: ClaimedRow[], token: number): number[];
-  publish(...ns: number[]): void;
-  claim(room: number, token: number, leaseMs?: number, due?: boolean): ClaimedRow[];
-  ack(row: ClaimedRow, token: number): boolean;
-  stats(): { depth: number; inFlight: number; scheduled: number };
-  leaseRows(): number;
-}
-
-function withQueue(check: (h: Harness) => void): void {
-  const dir = mkdtempSync(join(tmpdir(), 'courier-leases-'));
-  const db = openDatabase({ path: join(dir, 'courier.db'), synchronous: 'NORMAL', busyTimeoutMs: 20 });
-  let clock = Date.now();
-  try {
-    const queues = new SqliteQueues(db, 60_000, () => clock);
-    const runner = new BatchRunner(db, queues, new SqliteSagaStore(db), () => clock);
-    runner.run({ commands: [[Do.DECLARE, { queues: [{ name: 'q' }], bindings: [] }]], claims: [] });
-    const queueId = queues.queueId('q')!;
-    const run = (batch: Partial<Batch>) => {
-      const result = runner.run({
-        acks: batch.acks,
-        commands: batch.commands ?? [],
-        claims: batch.claims ?? [],
-      });
-      assert.equal(result.kind, 'done');
-      if (result.kind !== 'done') throw new Error('unreachable');
-      if (result.errors) for (const error of result.errors) if (error) throw error;
-      return {
-        values: result.values,
-        rows: result.claims.map((c) => c[0]),
-        acked: result.acked ? [...result.acked] : [],
-      };
-    };
-    const h: Harness = {
-      queueId,
-      db,
-      queues,
-      advance: (ms) => {
-        clock += ms;
-      },
-      run,
-      publish: (...ns) => {
-        run({ commands: [[Do.PUBLISH, ns.map((n) => toStoredItem(item(n)))]] });
-      },
-      claim: (room, token, leaseMs = 30_000, due = false) => {
-        const request: ClaimRequest = [queueId, room, token, leaseMs, due, true];
-        return run({ claims: [request] }).rows[0]!;
-      },
-      ack: (row, token) =>
-        run({ commands: [[Do.ACK, row[Row.SEQ], token, queueId, row[Row.PRIORITY], row[Row.KEY], null]] })
-          .values[0] as boolean,
-      plainAcks: (rows, token) =>
-        run({
-          acks: new Float64Array(rows.flatMap((row) => [row[Row.SEQ], token, queueId, row[Row.PRIORITY]])),
-        }).acked,
-      stats: () => {
-        const { depth, inFlight, scheduled } = queues.stats('q', clock);
-        return { depth, inFlight, scheduled };
-      },
-      leaseRows: () => db.prepare('SELECT count(*) FROM courier_leases').pluck().get() as number,
-    };
-    check(h);
-  } finally {
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-const numbers = (rows: ClaimedRow[]) =>
-  rows.map((row) => (JSON.parse(row[Row.BODY] as string) as { n: number }).n);
+import { numbers, withQueue } from './queue-harness.js';
 
 test('a claim leaves its rows as they were and the next claim starts after them', () =>
   withQueue((h) => {
@@ -251,8 +168,7 @@ test('acks of consecutive rows in one batch: one range, or one by one when a row
   withQueue((h) => {
     h.publish(1, 2, 3, 4, 5, 6, 7, 8);
     const rows = h.claim(8, 901);
-    const ack = (row: ClaimedRow) =>
-      [Do.ACK, row[Row.SEQ], 901, h.queueId, row[Row.PRIORITY], row[Row.KEY], null] as const;
+    const ack = (row: ClaimedRow) => [Do.ACK, row[Row.SEQ], 901, h.queueId, row[Row.KEY], null] as const;
     // Row 3 has a lease of its own now (extended): a range over it cannot be a plain delete.
     assert.deepEqual(h.run({ commands: [[Do.EXTEND, rows[2]![Row.SEQ], 901, 60_000]] }).values, [true]);
     const first = h.run({ commands: rows.slice(0, 5).map((row) => [...ack(row)]) });
@@ -275,7 +191,7 @@ test('a range of acks whose lease expired acks nothing', () =>
     assert.deepEqual(numbers(h.claim(3, 903, 30_000, true)), [1, 2, 3]);
     const late = h.run({
       commands: rows
-        .map((row) => [Do.ACK, row[Row.SEQ], 902, h.queueId, 0, null, null] as const)
+        .map((row) => [Do.ACK, row[Row.SEQ], 902, h.queueId, null, null] as const)
         .map((c) => [...c]),
     });
     assert.deepEqual(late.values, [false, false, false]);

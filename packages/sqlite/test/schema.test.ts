@@ -43,7 +43,7 @@ test('a new file gets WAL mode, 8 KiB pages, in-memory statement journals and th
     const transport = sqlite({ path: join(dir, 'courier.db') });
     try {
       await transport.start();
-      assert.equal(schemaVersion, 6);
+      assert.equal(schemaVersion, 7);
       assert.equal(transport.db.pragma('journal_mode', { simple: true }), 'wal');
       assert.equal(transport.db.pragma('page_size', { simple: true }), 8192);
       // 2 = MEMORY: the journals of multi-row statements never spill to a temporary file.
@@ -62,7 +62,8 @@ test('a new file gets WAL mode, 8 KiB pages, in-memory statement journals and th
         'courier_saga_state',
         'courier_outbox',
         'courier_counts',
-        'courier_leases',
+        'courier_ranges',
+        'courier_claims',
       ]) {
         assert.ok(tables.includes(table), `has ${table}`);
       }

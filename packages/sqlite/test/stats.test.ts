@@ -13,6 +13,7 @@ import type { SqliteTransport } from '@courier/sqlite';
 import { sqlite } from '@courier/sqlite';
 import Database from 'better-sqlite3';
 import { z } from 'zod';
+import { foreignReadySeq, toSchema6 } from './layouts.js';
 
 const Job = defineEvent('stats.job', z.object({ n: z.number(), kind: z.string() }));
 const topology = defineTopology({ endpoints: { worker: { events: [Job] } } });
@@ -29,8 +30,8 @@ function truth(transport: SqliteTransport, queue: string) {
   // A ready row inside a live claim lease's range is in flight (queues.ts, "Leases").
   const underClaim = db
     .prepare(
-      `SELECT count(*) FROM courier_leases l JOIN courier_messages m
-         ON m.queue_id = l.queue_id AND m.state = 0 AND m.priority = l.priority AND m.seq BETWEEN l.first_seq AND l.last_seq
+      `SELECT count(*) FROM courier_claims l JOIN courier_messages m
+         ON m.queue_id = l.queue_id AND m.state = 0 AND m.seq BETWEEN l.first_seq AND l.last_seq
        WHERE l.queue_id = ?`,
     )
     .pluck()
@@ -134,10 +135,13 @@ test('rows written by hand: the counts are corrected from the rows once they are
   const writer = new Database(path);
   try {
     await bus.start();
-    const queueId = writer.prepare('SELECT id FROM courier_queues WHERE name = ?').pluck().get('worker');
+    const queueId = writer
+      .prepare('SELECT id FROM courier_queues WHERE name = ?')
+      .pluck()
+      .get('worker') as number;
     const insert = writer.prepare(
-      `INSERT INTO courier_messages (queue_id, state, priority, available_at, id, type, headers, body, enqueued_at)
-       VALUES (?, 0, 0, 0, ?, ?, ?, ?, 0)`,
+      `INSERT INTO courier_messages (seq, queue_id, state, priority, available_at, id, type, headers, body, enqueued_at)
+       VALUES (?, ?, 0, 0, 0, ?, ?, ?, ?, 0)`,
     );
     for (let n = 0; n < 3; n++) {
       const envelope = encodeMessage(
@@ -154,13 +158,18 @@ test('rows written by hand: the counts are corrected from the rows once they are
         },
         'binary',
       );
-      insert.run(
-        queueId,
-        envelope.id,
-        envelope.type,
-        JSON.stringify(envelope.headers),
-        Buffer.from(envelope.body),
-      );
+      writer
+        .transaction(() =>
+          insert.run(
+            foreignReadySeq(writer, queueId),
+            queueId,
+            envelope.id,
+            envelope.type,
+            JSON.stringify(envelope.headers),
+            Buffer.from(envelope.body),
+          ),
+        )
+        .immediate();
     }
     await until('the hand-written rows to be handled', () => handled === 3);
     await until(
@@ -189,6 +198,7 @@ test('a file from before the counts gets them from its rows when it is migrated'
     await first.close();
     // Back to version 3: no counts table.
     const db = new Database(path);
+    toSchema6(db);
     db.exec(
       `DROP TABLE courier_counts; DROP TABLE courier_leases; UPDATE courier_meta SET value = '3' WHERE name = 'schema_version'`,
     );

@@ -8,6 +8,7 @@ import { encodeMessage, memorySagaStore } from '@courier/core';
 import type { SqliteTransport } from '@courier/sqlite';
 import { schemaVersion, sqlite } from '@courier/sqlite';
 import Database from 'better-sqlite3';
+import { toSchema6 } from './layouts.js';
 
 async function withTransport(
   run: (transport: SqliteTransport, path: string) => Promise<void>,
@@ -176,6 +177,7 @@ describe('sqlite stores', () => {
       await transport.close();
       // Make it look like a version-1 file: without the tables migrations 2, 4 and 5 add.
       const raw = new Database(path);
+      toSchema6(raw);
       raw.exec(
         `DROP TABLE courier_saga_state; DROP TABLE courier_outbox; DROP TABLE courier_counts; DROP TABLE courier_leases; UPDATE courier_meta SET value = '1' WHERE name = 'schema_version'`,
       );
