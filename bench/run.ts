@@ -346,7 +346,7 @@ async function main(): Promise<void> {
     '',
     table(results),
     '',
-    "peak RSS: `process.memoryUsage().rss` sampled every 20 ms in the measured process; maxRSS: `process.resourceUsage().maxRSS` of that process at the end (the cross-check); start RSS: the RSS when measuring began (Node and the imports, plus tsx's loader thread with `--source`), the floor under the peak.",
+    "peak RSS: `process.memoryUsage.rss()` sampled every 20 ms in the measured process; maxRSS: `process.resourceUsage().maxRSS` of that process at the end (the cross-check); start RSS: the RSS when measuring began (Node and the imports, plus tsx's loader thread with `--source`), the floor under the peak.",
     '',
     '## Ratios and targets',
     '',
