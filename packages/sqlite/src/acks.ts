@@ -1,6 +1,6 @@
 /**
  * Plain acks (no key to release, no output to store) travel apart from the other writes: three
- * numbers each in one Float64Array per batch, moved to the writer thread without a copy, and one byte
+ * numbers each in one Float64Array per batch, copied to the writer thread with the batch, and one byte
  * each back. As commands, each ack was an array of seven values that structured clone wrote and the
  * thread read back (0.16 and 0.25 µs in a micro-benchmark; about 1 % of the e2e benchmark's CPU).
  */
@@ -44,7 +44,7 @@ export class PendingAcks {
     });
   }
 
-  /** Everything gathered, as a batch's acks (a buffer of its own, so it can be transferred). */
+  /** Everything gathered, as a batch's acks (a buffer of its own). */
   take(): { acks: AckBatch; settles: Settle[] } | undefined {
     if (this.settles.length === 0) return undefined;
     const acks = this.numbers.slice(0, this.settles.length * ACK_FIELDS);

@@ -99,8 +99,10 @@ export class ThreadWriter implements Writer {
     }
     if (this.waiting.length === 0) this.worker.ref();
     this.waiting.push(done);
-    // The acks' buffer is moved, not copied: the transport made it for this batch alone.
-    this.worker.postMessage(batch, batch.acks ? [batch.acks.buffer as ArrayBuffer] : []);
+    // The acks' buffer is copied, not transferred: a transfer detaches it, and the first detached
+    // ArrayBuffer in a process makes V8 throw away the optimized code of every function that reads
+    // a typed array or Buffer (ids, packed claims, acks), and compile it again with detach checks.
+    this.worker.postMessage(batch);
   }
 
   async close(): Promise<void> {
