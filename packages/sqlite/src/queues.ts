@@ -68,8 +68,12 @@ export class SqliteQueues {
   private pending = new Map<number, number[]>();
   /** Rows settled per claim lease since the last `applyCounts`, applied with the counts. */
   private settled: Settled = new Map();
-  /** Whether a lease (by token) is live, as looked up in this transaction. */
-  private readonly alive = new Map<number, boolean>();
+  /**
+   * The claims (by token) known to be live in this transaction, per slot. Per slot, not per token:
+   * one claim may hold rows in several ranges, and a part of it that is gone must fence its late
+   * settles while another part lives (a range that ran empty gives its seqs out again).
+   */
+  private readonly alive = new Map<number, Set<number>>();
   /** Claim statements by their LIMIT, a power of two (see `claim`). */
   private readonly claims = new Map<number, Database.Statement>();
   private bindings: Binding[] = [];
@@ -111,23 +115,27 @@ export class SqliteQueues {
     this.runs.end();
   }
 
-  /** Whether lease `token` has a live row: by a scan of the (small) lease table, once per transaction. */
-  private leaseAlive(token: number): boolean {
-    let alive = this.alive.get(token);
-    if (alive === undefined) {
-      alive = this.s.leaseAlive.get(token) !== undefined;
-      this.alive.set(token, alive);
-    }
+  /**
+   * Whether the row at `seq` may be under a live claim of `token`: the claim's part in the row's
+   * range lives (a primary-key read, remembered for the transaction when it does). A ready row of
+   * that range at or before the cursor is then the claim's: no new row gets a seq there while it
+   * lives (see "Leases").
+   */
+  private claimAlive(token: number, seq: number): boolean {
+    const slot = slotOf(seq);
+    if (this.alive.get(slot)?.has(token)) return true;
+    const alive = this.s.leaseAliveAt.get(slot, token) !== undefined;
+    if (alive) this.noteAlive(slot, token);
     return alive;
   }
 
-  /** `leaseAlive` for a row in a range: a primary-key read (acks, the hot path). */
-  private leaseAliveIn(token: number, slot: number): boolean {
-    if (this.alive.get(token) === true) return true;
-    // Only a yes is remembered: it says some claim of the token lives, whatever the range.
-    const alive = this.s.leaseAliveAt.get(slot, token) !== undefined;
-    if (alive) this.alive.set(token, true);
-    return alive;
+  private noteAlive(slot: number, token: number): void {
+    let tokens = this.alive.get(slot);
+    if (!tokens) {
+      tokens = new Set();
+      this.alive.set(slot, tokens);
+    }
+    tokens.add(token);
   }
 
   /**
@@ -353,7 +361,7 @@ export class SqliteQueues {
         continue;
       }
       this.s.addLease.run(slot, token, queueId, first, after, leaseUntil, taken);
-      this.alive.set(token, true);
+      this.noteAlive(slot, token);
       this.count(queueId, READY, -taken);
       this.count(queueId, LEASED, taken);
       if (left === 0) break;
@@ -390,12 +398,12 @@ export class SqliteQueues {
   }
 
   /**
-   * Deletes a delivered row under its lease; `queueId` and `key` are the row's, from its claim. False when the lease is gone (expired and reclaimed: the row moved) or the row is.
+   * Deletes a delivered row under its lease; `queueId` and `key` are the row's, from its claim.
+   * False when the lease is gone (expired and reclaimed: the row moved) or the row is.
    */
   ack(seq: number, token: number, queueId: number, key: string | null): boolean {
-    const slot = slotOf(seq);
-    if (this.leaseAliveIn(token, slot) && this.s.ackLeased.run(seq).changes === 1) {
-      this.settledOne(slot, token);
+    if (this.claimAlive(token, seq) && this.s.ackLeased.run(seq).changes === 1) {
+      this.settledOne(slotOf(seq), token);
     } else if (this.s.ack.run(seq, token).changes === 0) {
       return false;
     }
@@ -412,7 +420,7 @@ export class SqliteQueues {
   ackRange(first: number, n: number, token: number, queueId: number): boolean {
     const last = first + n - 1;
     const slot = slotOf(first);
-    if (slotOf(last) !== slot || !this.leaseAliveIn(token, slot)) return false;
+    if (slotOf(last) !== slot || !this.claimAlive(token, first)) return false;
     if ((this.s.countReadyRange.get(first, last) as number) !== n) return false;
     this.s.ackReadyRange.run(first, last);
     this.settledOne(slot, token, n);
@@ -430,7 +438,7 @@ export class SqliteQueues {
     counted: boolean,
   ): boolean {
     // A row under a claim's lease has not counted this attempt yet; one with a lease of its own has.
-    let row = this.leaseAlive(token)
+    let row = this.claimAlive(token, seq)
       ? (this.s.rowOf.get(seq) as { priority: number; key: string | null } | undefined)
       : undefined;
     const own = row === undefined;
@@ -454,7 +462,7 @@ export class SqliteQueues {
   }
 
   extendLease(seq: number, token: number, leaseUntil: number): boolean {
-    if (this.leaseAlive(token)) {
+    if (this.claimAlive(token, seq)) {
       // Out of the claim's lease into one of its own, so it can outlive the others.
       if (this.s.extendLeased.get(token, leaseUntil, seq) !== undefined) {
         this.settledOne(slotOf(seq), token);
@@ -465,7 +473,7 @@ export class SqliteQueues {
   }
 
   deadLetter(seq: number, token: number, info: DeadLetterInfo): boolean {
-    let row = this.leaseAlive(token)
+    let row = this.claimAlive(token, seq)
       ? (this.s.takeLeasedForDeadLetter.get(seq) as (TakenRow & { queueId: number }) | undefined)
       : undefined;
     if (row !== undefined) this.settledOne(slotOf(seq), token);
@@ -570,7 +578,7 @@ export class SqliteQueues {
           : this.copyReady(this.s.copyLeaseRange, { first, last }, queueId, priority, now, 1);
       if (moved > 0) this.s.ackReadyRange.run(first, last);
       this.s.dropLease.run(slot, token);
-      this.alive.delete(token);
+      this.alive.get(slot)?.delete(token);
       reclaimed += moved;
     }
     this.count(queueId, SCHEDULED, -promoted);
@@ -700,7 +708,7 @@ export class SqliteQueues {
         const left = this.s.settleLease.get(n, slot, token) as number | undefined;
         if (left !== undefined && left <= 0) {
           this.s.dropLease.run(slot, token);
-          this.alive.delete(token);
+          this.alive.get(slot)?.delete(token);
         }
       }
     }

@@ -87,7 +87,6 @@ export function prepareStatements(db: SqliteDatabase) {
        VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (slot, token) DO UPDATE SET last_seq = excluded.last_seq, remaining = remaining + excluded.remaining`,
     ),
-    leaseAlive: p(`SELECT 1 FROM courier_claims WHERE token = ? LIMIT 1`).pluck(),
     leaseAliveAt: p(`SELECT 1 FROM courier_claims WHERE slot = ? AND token = ?`).pluck(),
     settleLease: p(
       `UPDATE courier_claims SET remaining = remaining - ? WHERE slot = ? AND token = ? RETURNING remaining`,

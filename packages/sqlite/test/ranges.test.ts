@@ -238,3 +238,20 @@ test('a file of schema 6 moves into ranges: order kept, live claims handed back 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a late second settle is fenced by its own claim, not by another live claim of the same token', () =>
+  withQueue((h) => {
+    h.run({ commands: [[Do.PUBLISH, [item(1), item(2, { priority: 5 })].map(toStoredItem)]] });
+    // One claim, two ranges: token 41 holds row 2 (priority 5) and row 1 (priority 0).
+    const [two, one] = h.claim(10, 41);
+    assert.deepEqual(numbers([two!, one!]), [2, 1]);
+    assert.equal(h.ack(one!, 41), true);
+    // Priority 0's range is empty and has no claim left: the next row there takes row 1's seq again.
+    h.publish(3);
+    assert.equal(table(h).find((r) => r.n === 3)!.seq, one![Row.SEQ]);
+    // In one transaction: token 41 is seen alive (row 2), then row 1 is acked a second time.
+    const ack = (row: ClaimedRow) => [Do.ACK, row[Row.SEQ], 41, h.queueId, null, null] as const;
+    const late = h.run({ commands: [[...ack(two!)], [...ack(one!)]] });
+    assert.deepEqual(late.values, [true, false], 'the second ack of row 1 is refused');
+    assert.deepEqual(numbers(h.claim(10, 42)), [3], 'row 3 is still there');
+  }));
