@@ -51,6 +51,8 @@ export function toSchema6(db: Database.Database): void {
     DROP TABLE moves;
     DROP TABLE courier_ranges;
     DROP TABLE courier_claims;
+    -- The index and table as migrations 1 and 5 made them (schema.ts), written out: a test of the
+    -- migration must not take the old layout from the code that replaced it.
     CREATE INDEX courier_messages_ready ON courier_messages (queue_id, priority DESC, seq) WHERE state = 0;
     CREATE TABLE courier_leases (
       queue_id INTEGER NOT NULL,
