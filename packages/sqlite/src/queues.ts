@@ -327,10 +327,11 @@ export class SqliteQueues {
   /**
    * Leases up to `limit` ready messages, highest priority first, then oldest: per range of the queue
    * that has rows past its cursor, a SELECT of the primary key from the cursor on, then one claim row
-   * and the cursor moved (see "Leases"): the rows themselves are not written. The LIMIT is a literal: a bound LIMIT makes this
-   * SQLite build re-plan the statement at every call (a claim of two rows took 47-60 us with
-   * `LIMIT ?`, 12 us with a literal). So `limit` is taken in power-of-two chunks, each a statement
-   * of its own, stopping at the first chunk that comes back short.
+   * and the cursor moved (see "Leases"): the rows themselves are not written. An older generation
+   * found empty is given back (ranges.ts). The LIMIT is a literal: a bound LIMIT makes this SQLite
+   * build re-plan the statement at every call (a claim of two rows took 47-60 us with `LIMIT ?`,
+   * 12 us with a literal). So `limit` is taken in power-of-two chunks, each a statement of its own,
+   * stopping at the first chunk that comes back short.
    */
   claim(queueId: number, limit: number, token: number, leaseUntil: number): ClaimedRow[] {
     const rows: ClaimedRow[] = [];
@@ -414,8 +415,8 @@ export class SqliteQueues {
 
   /**
    * `ack` of `n` rows with consecutive seqs from `first`, all under claim `token` in one range and
-   * without a key: one range delete. False (and nothing done) unless every one of them
-   * is a ready row under that live lease; the caller then acks them one by one.
+   * without a key: one range delete. False (and nothing done) unless every one of them is a ready
+   * row under that live claim; the caller then acks them one by one.
    */
   ackRange(first: number, n: number, token: number, queueId: number): boolean {
     const last = first + n - 1;
