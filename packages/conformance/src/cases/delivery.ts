@@ -83,6 +83,51 @@ export function deliveryCases(create: CreateFixture): void {
   );
 
   it(
+    'settles a delivery once: a second ack resolves false and removes no other message',
+    caseOptions,
+    run(create, async (h) => {
+      const q = h.queue('settle-once');
+      await h.declare(q);
+      const raw = await h.raw();
+      const type = h.type('settle.once');
+      const to = { kind: 'queue', queue: q } as const;
+      const envelope = (name: string, priority: number): Envelope => ({
+        ...cloudEvent({ type, id: `${h.type(name)}-id`, data: name }),
+        priority,
+      });
+      // Both stored before the consumer starts, so one claim may take them (in SQLite: two ranges).
+      await raw.publish([
+        { envelope: envelope('high', 5), to },
+        { envelope: envelope('low', 0), to },
+      ]);
+      const held = new Map<string, Delivery>();
+      const handle = await raw.consume(q, { prefetch: 10, leaseMs: 30_000 }, (delivery) => {
+        held.set(delivery.envelope.id, delivery);
+      });
+      try {
+        await h.eventually(() => held.size === 2, 'both delivered');
+        const high = held.get(`${h.type('high')}-id`)!;
+        const low = held.get(`${h.type('low')}-id`)!;
+        assert.equal(await low.ack(), true);
+        // A message stored after it (SQLite gives it the acked row's seq again), then, in one
+        // turn, the other delivery's ack and a second ack of the first.
+        await raw.publish([{ envelope: envelope('later', 0), to }]);
+        const [highAcked, lowAgain] = await Promise.all([high.ack(), low.ack()]);
+        assert.equal(highAcked, true);
+        assert.equal(lowAgain, false, 'a second ack is refused');
+        await h.eventually(() => held.size === 3, 'the later message is still delivered');
+        assert.equal(await held.get(`${h.type('later')}-id`)!.ack(), true);
+        await h.eventually(async () => {
+          const stats = await raw.stats(q);
+          return stats.depth + stats.inFlight === 0;
+        }, 'nothing left');
+      } finally {
+        await handle.stop();
+      }
+    }),
+  );
+
+  it(
     'redelivers a failed message with attempts 1, 2, 3',
     caseOptions,
     run(create, async (h) => {
