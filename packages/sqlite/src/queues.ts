@@ -336,7 +336,9 @@ export class SqliteQueues {
   claim(queueId: number, limit: number, token: number, leaseUntil: number): ClaimedRow[] {
     const rows: ClaimedRow[] = [];
     let left = limit;
-    for (const [slot, priority, cursor, newest] of this.ranges.of(queueId)) {
+    const ranges = this.ranges.of(queueId);
+    for (let i = 0; i < ranges.length; i++) {
+      const [slot, priority, cursor] = ranges[i]!;
       const end = rangeEnd(slot);
       let after = cursor ?? rangeStart(slot);
       let first = -1;
@@ -358,7 +360,8 @@ export class SqliteQueues {
         if (got.length < chunk) break;
       }
       if (taken === 0) {
-        if (!newest) this.ranges.drained(slot);
+        // Not the newest generation of its priority (another range of it follows): give it back.
+        if (ranges[i + 1]?.[1] === priority) this.ranges.drained(slot);
         continue;
       }
       this.s.addLease.run(slot, token, queueId, first, after, leaseUntil, taken);
@@ -465,7 +468,7 @@ export class SqliteQueues {
   extendLease(seq: number, token: number, leaseUntil: number): boolean {
     if (this.claimAlive(token, seq)) {
       // Out of the claim's lease into one of its own, so it can outlive the others.
-      if (this.s.extendLeased.get(token, leaseUntil, seq) !== undefined) {
+      if (this.s.extendLeased.run(token, leaseUntil, seq).changes === 1) {
         this.settledOne(slotOf(seq), token);
         return true;
       }
@@ -748,7 +751,7 @@ export class SqliteQueues {
     for (const [slot] of this.ranges.of(queueId))
       ready += this.s.countReadyRange.get(rangeStart(slot), rangeEnd(slot)) as number;
     if (ready > 0) this.s.addCount.get(queueId, READY, ready);
-    for (const [state, count] of this.s.countParkedOf) {
+    for (const [state, count] of this.s.countOtherStatesOf) {
       const n = count.get(queueId) as number;
       if (n > 0) this.s.addCount.get(queueId, state, n);
     }

@@ -45,8 +45,11 @@ export function rangeEnd(slot: number): number {
   return slot * RANGE + (RANGE - 1);
 }
 
-/** A range of a queue as a claim reads it: `[slot, priority, cursor or null, newest generation (0/1)]`. */
-export type RangeOfQueue = [slot: number, priority: number, cursor: number | null, newest: number];
+/**
+ * A range of a queue as a claim reads it: `[slot, priority, cursor or null]`. In `SeqRanges.of`'s
+ * order the newest generation of a priority is the last of its ranges.
+ */
+export type RangeOfQueue = [slot: number, priority: number, cursor: number | null];
 
 /**
  * Hands out seqs inside one transaction of the connection it was made for: `begin()` at the start of
@@ -66,14 +69,14 @@ export class SeqRanges {
   }
 
   /**
-   * The first of `n` consecutive new seqs for ready rows of `queueId` at `priority`: after every
-   * row of its range and after the range's cursor, so no claim has passed them already.
+   * A new seq for a ready row of `queueId` at `priority`: after every row of its range and after
+   * the range's cursor, so no claim has passed it already.
    */
-  ready(queueId: number, priority: number, n = 1): number {
+  ready(queueId: number, priority: number): number {
     const slot = this.room(queueId, priority);
-    const first = this.next.get(slot)!;
-    this.next.set(slot, first + n);
-    return first;
+    const seq = this.next.get(slot)!;
+    this.next.set(slot, seq + 1);
+    return seq;
   }
 
   /**
@@ -114,14 +117,14 @@ export class SeqRanges {
     return slot;
   }
 
-  /** The first of `n` consecutive new seqs in the parking range, after every parked row. */
-  parked(n = 1): number {
-    let next = this.next.get(PARKING);
-    if (next === undefined)
-      next = ((this.s.maxSeqIn.get(PARKING_FIRST, -1) as number | null) ?? PARKING_FIRST - 1) + 1;
-    if (next + n > 0) throw new TransportError('the parking range of the sqlite file is used up');
-    this.next.set(PARKING, next + n);
-    return next;
+  /** A new seq in the parking range, after every parked row. */
+  parked(): number {
+    let seq = this.next.get(PARKING);
+    if (seq === undefined)
+      seq = ((this.s.maxSeqIn.get(PARKING_FIRST, -1) as number | null) ?? PARKING_FIRST - 1) + 1;
+    if (seq >= 0) throw new TransportError('the parking range of the sqlite file is used up');
+    this.next.set(PARKING, seq + 1);
+    return seq;
   }
 
   /** A claim found nothing in `slot`, an older generation: it is given back once nothing is left in it. */

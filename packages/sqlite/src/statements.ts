@@ -65,11 +65,10 @@ export function prepareStatements(db: SqliteDatabase) {
        VALUES (@slot, @queueId, @priority,
          coalesce((SELECT max(generation) FROM courier_ranges WHERE queue_id = @queueId AND priority = @priority), 0) + 1)`,
     ),
-    // A queue's ranges, highest priority first, then oldest generation; with each one's cursor
-    // (the last seq of its live claims, see "Leases" in queues.ts) and whether it is the newest.
+    // A queue's ranges, highest priority first, then oldest generation, each with its cursor (the
+    // last seq of its live claims, see "Leases" in queues.ts).
     rangesOf: p(
-      `SELECT r.slot, r.priority, (SELECT max(c.last_seq) FROM courier_claims c WHERE c.slot = r.slot),
-         NOT EXISTS (SELECT 1 FROM courier_ranges n WHERE n.queue_id = r.queue_id AND n.priority = r.priority AND n.generation > r.generation)
+      `SELECT r.slot, r.priority, (SELECT max(c.last_seq) FROM courier_claims c WHERE c.slot = r.slot)
        FROM courier_ranges r WHERE r.queue_id = ? ORDER BY r.priority DESC, r.generation`,
     ).raw(),
     priorityOfSlot: p(`SELECT priority FROM courier_ranges WHERE slot = ?`).pluck(),
@@ -118,8 +117,8 @@ export function prepareStatements(db: SqliteDatabase) {
     ),
     extendLeased: p(
       `UPDATE courier_messages SET state = ${LEASED}, attempt = attempt + 1, lease_token = ?, lease_until = ?
-       WHERE seq = ? AND state = ${READY} RETURNING queue_id, priority`,
-    ).raw(),
+       WHERE seq = ? AND state = ${READY}`,
+    ),
     copyOne: p(copyRows(`seq = @seq`, `seq`)),
     copyLeaseRange: p(copyRows(`seq BETWEEN @first AND @last AND state = ${READY}`, `seq`)),
     expiredLeasePriorities: p(
@@ -179,9 +178,9 @@ export function prepareStatements(db: SqliteDatabase) {
        ON CONFLICT (queue_id, state) DO UPDATE SET n = n + excluded.n RETURNING n`,
     ).pluck(),
     dropCounts: p(`DELETE FROM courier_counts WHERE queue_id = ?`),
-    // Counting a queue's rows again: its ready rows range by range (countReadyRange), the others
-    // by their indexes.
-    countParkedOf: [SCHEDULED, LEASED, WAITING].map(
+    // Counting a queue's rows again: its ready rows range by range (countReadyRange), the rows of
+    // the other states by their indexes (a leased row may be in a range or parked).
+    countOtherStatesOf: [SCHEDULED, LEASED, WAITING].map(
       (state) =>
         [
           state,
