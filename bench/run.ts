@@ -1,10 +1,13 @@
 /**
- * `npm run bench [-- --quick] [-- --json] [-- --only name1,name2] [-- --source]`
+ * `npm run bench [-- --quick] [-- --json] [-- --only name1,name2] [-- --rounds n] [-- --source]`
  *
  * Runs every benchmark of bench/cases in a child process of its own (so RSS and GC are per
  * benchmark), one after the other in one run, prints a table and the ratios issue 3 asks for, and
  * writes the results with the machine's description to bench/results/<date>-<quick|full>.md/.jsonl
  * (`<date>-<mode>-only.*` for a run narrowed with --only).
+ * The throughput benchmarks, whose ratios are the targets, run in rounds (5, 3 with --quick): each
+ * round runs every one of them once, in turn, so a noisy moment of the machine falls on all of them
+ * alike; each reports the median of its rounds, and every round's figure and ratio is printed.
  * Courier runs from a bundle of compiled JavaScript on plain Node, as a service does in production
  * (bench/lib/build.ts); `--source` runs the TypeScript under tsx instead.
  * The machine is shared and noisy: read the ratios of one run, not absolute figures across runs.
@@ -26,6 +29,8 @@ interface BenchmarkCase {
   timeoutMs: { quick: number; full: number };
   /** What --quick changes, for the output. */
   quickNote: string;
+  /** A throughput benchmark: runs once per round, and reports its median round. */
+  inRounds?: boolean;
 }
 
 const MINUTE = 60_000;
@@ -33,24 +38,28 @@ const MINUTE = 60_000;
 const CASES: readonly BenchmarkCase[] = [
   {
     file: 'raw-sqlite-queue.ts',
+    inRounds: true,
     names: ['raw-sqlite-queue'],
     timeoutMs: { quick: MINUTE, full: 5 * MINUTE },
     quickNote: '100,000 rows (as full)',
   },
   {
     file: 'bullmq-e2e.ts',
+    inRounds: true,
     names: ['bullmq-e2e'],
     timeoutMs: { quick: MINUTE, full: 10 * MINUTE },
     quickNote: '20,000 jobs instead of 100,000',
   },
   {
     file: 'courier-sqlite-e2e.ts',
+    inRounds: true,
     names: ['courier-sqlite-e2e'],
     timeoutMs: { quick: MINUTE, full: 10 * MINUTE },
     quickNote: '20,000 messages instead of 100,000',
   },
   {
     file: 'courier-sqlite-cross-process.ts',
+    inRounds: true,
     names: ['courier-sqlite-cross-process'],
     timeoutMs: { quick: MINUTE, full: 10 * MINUTE },
     quickNote: '20,000 messages instead of 100,000',
@@ -101,16 +110,27 @@ interface Args {
   only: string[] | undefined;
   /** Run the TypeScript under tsx instead of the bundle. */
   source: boolean;
+  /** Rounds of the throughput benchmarks; undefined: 5, or 3 with --quick. */
+  rounds: number | undefined;
 }
 
+/** The most rounds `--rounds` takes. */
+const MAX_ROUNDS = 15;
+
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { quick: false, json: false, only: undefined, source: false };
+  const args: Args = { quick: false, json: false, only: undefined, source: false, rounds: undefined };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--quick') args.quick = true;
     else if (arg === '--json') args.json = true;
     else if (arg === '--source') args.source = true;
-    else if (arg === '--only' || arg.startsWith('--only=')) {
+    else if (arg === '--rounds' || arg.startsWith('--rounds=')) {
+      const value = arg === '--rounds' ? argv[++i] : arg.slice('--rounds='.length);
+      const n = Number(value);
+      if (!Number.isInteger(n) || n < 1 || n > MAX_ROUNDS)
+        throw new Error(`--rounds needs a whole number from 1 to ${MAX_ROUNDS}, got '${value ?? ''}'`);
+      args.rounds = n;
+    } else if (arg === '--only' || arg.startsWith('--only=')) {
       const value = arg === '--only' ? argv[++i] : arg.slice('--only='.length);
       if (!value) throw new Error('--only needs a comma-separated list of benchmark names');
       args.only = value
@@ -119,11 +139,14 @@ function parseArgs(argv: readonly string[]): Args {
         .filter(Boolean);
     } else if (arg === '--help' || arg === '-h') {
       process.stdout.write(
-        'usage: npm run bench -- [--quick] [--json] [--only name1,name2] [--source]\nbenchmarks:\n' +
+        'usage: npm run bench -- [--quick] [--json] [--only name1,name2] [--rounds n] [--source]\nbenchmarks:\n' +
           CASES.flatMap((c) => c.names.map((name) => `  ${name}\n`)).join(''),
       );
       process.exit(0);
-    } else throw new Error(`unknown argument '${arg}': use --quick, --json, --source or --only name1,name2`);
+    } else
+      throw new Error(
+        `unknown argument '${arg}': use --quick, --json, --source, --rounds n or --only name1,name2`,
+      );
   }
   return args;
 }
@@ -211,7 +234,31 @@ function table(results: readonly BenchResult[]): string {
   return [line(header), rule, ...rows.map(line)].join('\n');
 }
 
-function ratioLines(results: readonly BenchResult[]): string[] {
+/**
+ * The result a benchmark reports: its only run, or, run in rounds, its median round by msgs/s
+ * (the lower of the two middle ones for an even count), with every round's figure in its note. A
+ * round that failed fails the benchmark.
+ */
+function medianRun(all: readonly BenchResult[]): BenchResult {
+  if (all.length === 1) return all[0]!;
+  const failed = all.findIndex((r) => r.status !== 'ok' || r.msgs_per_s === null);
+  if (failed >= 0) {
+    const r = all[failed]!;
+    return { ...r, note: `round ${failed + 1} of ${all.length} ${r.status}${r.note ? `: ${r.note}` : ''}` };
+  }
+  const sorted = [...all].sort((a, b) => a.msgs_per_s! - b.msgs_per_s!);
+  const median = sorted[Math.floor((sorted.length - 1) / 2)]!;
+  const figures = all.map((r) => format(r.msgs_per_s)).join(', ');
+  return {
+    ...median,
+    note: `median of ${all.length} rounds (${figures} msgs/s, in the order run); that round: ${median.note ?? ''}`,
+  };
+}
+
+function ratioLines(
+  results: readonly BenchResult[],
+  runs: ReadonlyMap<string, readonly BenchResult[]>,
+): string[] {
   const byName = new Map(results.map((r) => [r.name, r]));
   const lines = RATIOS.map(({ numerator, denominator, target }) => {
     const top = byName.get(numerator)?.msgs_per_s;
@@ -219,7 +266,14 @@ function ratioLines(results: readonly BenchResult[]): string[] {
     const label = `${numerator} / ${denominator}`;
     if (top == null || bottom == null || bottom === 0) return `- ${label} = n/a (target ≥ ${target})`;
     const ratio = top / bottom;
-    return `- ${label} = ${ratio.toFixed(2)} (target ≥ ${target}: ${ratio >= target ? 'met' : 'MISSED'})`;
+    // Run in rounds: the ratio within each round too, so the spread behind the medians shows.
+    const tops = runs.get(numerator) ?? [];
+    const bottoms = runs.get(denominator) ?? [];
+    const perRound =
+      tops.length > 1 && tops.length === bottoms.length
+        ? `; in each round: ${tops.map((t, i) => ((t.msgs_per_s ?? 0) / (bottoms[i]!.msgs_per_s || 1)).toFixed(2)).join(', ')}`
+        : '';
+    return `- ${label} = ${ratio.toFixed(2)} (target ≥ ${target}: ${ratio >= target ? 'met' : 'MISSED'}${perRound})`;
   });
   const floor = byName.get('latency-floor')?.p99_ms;
   for (const { name, field, below, unit } of LIMITS) {
@@ -289,26 +343,35 @@ async function main(): Promise<void> {
     for (const c of cases) say(`  ${c.names.join(' / ')}: ${c.quickNote}`);
   }
 
-  const results: BenchResult[] = [];
-  const timings: string[] = [];
-  for (const benchmark of cases) {
-    say(`\n▶ ${benchmark.names.join(' / ')}`);
-    const { results: caseResults, seconds } = await runCase(benchmark, args.quick);
-    timings.push(`${benchmark.file.replace(/\.ts$/, '')}: ${seconds.toFixed(1)} s`);
-    for (const result of caseResults) {
-      results.push(result);
+  const rounds = args.rounds ?? (args.quick ? 3 : 5);
+  const inRounds = cases.filter((c) => c.inRounds);
+  // Every result of every round, by name, in the order they ran.
+  const runs = new Map<string, BenchResult[]>();
+  const seconds = new Map<BenchmarkCase, number>();
+  const run = async (benchmark: BenchmarkCase, label: string) => {
+    say(`\n▶ ${benchmark.names.join(' / ')}${label}`);
+    const ran = await runCase(benchmark, args.quick);
+    seconds.set(benchmark, (seconds.get(benchmark) ?? 0) + ran.seconds);
+    for (const result of ran.results) {
+      runs.set(result.name, [...(runs.get(result.name) ?? []), result]);
       say(
         `  ${result.name}: ${result.status}` +
           (result.msgs_per_s === null ? '' : `, ${format(result.msgs_per_s)} msgs/s`) +
           (result.note ? ` — ${result.note}` : ''),
       );
     }
+  };
+  for (let round = 1; round <= rounds && inRounds.length > 0; round++) {
+    for (const benchmark of inRounds) await run(benchmark, ` (round ${round} of ${rounds})`);
   }
+  for (const benchmark of cases) if (!benchmark.inRounds) await run(benchmark, '');
+  const results = cases.flatMap((c) => c.names.map((name) => medianRun(runs.get(name) ?? [])));
+  const timings = cases.map((c) => `${c.file.replace(/\.ts$/, '')}: ${(seconds.get(c) ?? 0).toFixed(1)} s`);
   const totalSeconds = (Date.now() - startedAt.getTime()) / 1000;
   const loadAfter = os.loadavg();
 
   const notes = results.filter((r) => r.note).map((r) => `- ${r.name} (${r.status}): ${r.note}`);
-  const ratios = ratioLines(results);
+  const ratios = ratioLines(results, runs);
   say(`\n${table(results)}\n\nratios and targets (issue 3, "Done when"):\n${ratios.join('\n')}`);
   say(`\ntotal ${totalSeconds.toFixed(1)} s (${timings.join(', ')})`);
   if (args.json) for (const result of results) process.stdout.write(`${publicJson(result)}\n`);
@@ -329,6 +392,12 @@ async function main(): Promise<void> {
       ? 'Ran from source: each benchmark is TypeScript under tsx (`--source`).'
       : 'Ran from a build: each benchmark is an esbuild bundle (Courier inside, npm dependencies from node_modules) on plain node, as a service runs in production.',
     '',
+    ...(inRounds.length > 0
+      ? [
+          `${inRounds.flatMap((c) => c.names).join(', ')} ran in ${rounds} round${rounds === 1 ? '' : 's'} (each round runs each of them once, in turn); each reports its median round, and the notes list every round.`,
+          '',
+        ]
+      : []),
     '## Machine',
     '',
     ...machine(),
