@@ -58,11 +58,6 @@ export class ThreadWriter implements Writer {
   private broken: Error | undefined;
   private isReady = false;
   private exited: Promise<void>;
-  private markStarted!: () => void;
-  /** Settles once the thread is ready, or has failed or exited; never rejects. */
-  readonly started = new Promise<void>((resolve) => {
-    this.markStarted = resolve;
-  });
 
   /** `entry` replaces writer-thread's own file (tests). Throws when the thread cannot be started. */
   constructor(data: WriterThreadData, entry?: URL) {
@@ -71,10 +66,8 @@ export class ThreadWriter implements Writer {
     this.worker.unref();
     this.worker.on('message', (message: WriterMessage) => {
       if (message.kind === 'fatal') this.fail(reviveError(message.error));
-      else if (message.kind === 'ready') {
-        this.isReady = true;
-        this.markStarted();
-      } else this.settle(message.result);
+      else if (message.kind === 'ready') this.isReady = true;
+      else this.settle(message.result);
     });
     this.worker.on('error', (error) => this.fail(error));
     this.exited = new Promise((resolve) =>
@@ -128,7 +121,6 @@ export class ThreadWriter implements Writer {
   private fail(error: Error): void {
     if (this.broken) return;
     this.broken = new TransportError(`the sqlite writer thread failed: ${error.message}`, { cause: error });
-    this.markStarted();
     for (const done of this.waiting.splice(0)) done({ kind: 'failed', error: this.broken });
     this.worker.unref();
   }
