@@ -52,7 +52,8 @@ await runBenchmark([FIRST, LAST], async () => {
       `backlog: built in ${round(buildSeconds, 1)} s (builder peak RSS ${(await builder.done).peakRssMb} MB)`,
     );
 
-    const rss = startRssSampler();
+    // The peak RSS is a target here: the note says what the main thread's heap held near it.
+    const rss = startRssSampler(20, { heapAtPeak: true });
     const opened = await openTransport(path);
     if ('skipped' in opened)
       return [skippedResult(FIRST, opened.skipped), skippedResult(LAST, opened.skipped)];
@@ -90,7 +91,7 @@ await runBenchmark([FIRST, LAST], async () => {
         `first message handled ${round(firstStart - start, 0)} ms after start(); ` +
         `${ready} ready drained in ${round((end - start) / 1000, 2)} s (${round(ready / ((end - start) / 1000), 0)}/s) ` +
         `among ${delayed} delayed and ${dead} dead-lettered rows (left: scheduled ${stats.scheduled}, ` +
-        `dead-lettered ${stats.deadLettered}); build ${round(buildSeconds, 1)} s`;
+        `dead-lettered ${stats.deadLettered}); build ${round(buildSeconds, 1)} s; ${rss.heapAtPeak()}`;
       log(`backlog: ${note}`);
       if (stats.scheduled !== delayed || stats.deadLettered !== dead) {
         log(`backlog: WARNING expected scheduled ${delayed} and dead-lettered ${dead}`);

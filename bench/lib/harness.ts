@@ -61,6 +61,8 @@ export function round(value: number, digits = 2): number {
 export interface RssSampler {
   peakMb(): number;
   maxRssMb(): number;
+  /** With `heapAtPeak`: the main thread's heap when the RSS last grew by 2 MB, for the note ('' without). */
+  heapAtPeak(): string;
   startMb: number;
   stop(): void;
 }
@@ -100,13 +102,27 @@ export function okResult(
  * less often, which is why `maxRSS` (the kernel's high-water mark) is reported beside it. Read with
  * `process.memoryUsage.rss()`: `process.memoryUsage()` also gathers the JavaScript heap's
  * statistics, which took 1.5 % of the e2e benchmark's event loop (`--cpu-prof`) for the same RSS.
+ * `heapAtPeak` (the backlog benchmark, whose RSS is a target) also records the main thread's heap
+ * each time the peak has grown by 2 MB, so a peak over the target says which part grew.
  */
-export function startRssSampler(intervalMs = 20): RssSampler {
+export function startRssSampler(intervalMs = 20, options: { heapAtPeak?: boolean } = {}): RssSampler {
   let peak = process.memoryUsage.rss();
   const startMb = round(peak / MB, 1);
+  let heapAtPeak = '';
+  let heapTakenAt = 0;
   const sample = () => {
     const rss = process.memoryUsage.rss();
-    if (rss > peak) peak = rss;
+    if (rss <= peak) return;
+    peak = rss;
+    // The heap's figures cost a heap walk: taken only when the peak has grown by 2 MB since.
+    if (options.heapAtPeak && rss - heapTakenAt >= 2 * MB) {
+      heapTakenAt = rss;
+      const m = process.memoryUsage();
+      heapAtPeak =
+        `at ${round(rss / MB, 1)} MB RSS: this thread's heap ${round(m.heapTotal / MB, 1)} MB ` +
+        `(${round(m.heapUsed / MB, 1)} used), external ${round(m.external / MB, 1)} MB, ` +
+        `the rest other threads, SQLite and Node`;
+    }
   };
   const timer = setInterval(sample, intervalMs);
   timer.unref();
@@ -117,6 +133,7 @@ export function startRssSampler(intervalMs = 20): RssSampler {
     },
     // maxRSS is in kilobytes.
     maxRssMb: () => round((process.resourceUsage().maxRSS * 1024) / MB, 1),
+    heapAtPeak: () => heapAtPeak,
     startMb,
     stop: () => clearInterval(timer),
   };
