@@ -59,7 +59,8 @@ export interface SqliteOptions {
    * Where the SQL of publishes, claims and settles runs. `auto` (default): on a worker thread with a
    * connection of its own while batches are in flight or large, so it overlaps with the handlers on
    * the event loop, and on the event loop when the thread would be idle (a thread hop costs more
-   * than a small batch's SQL). `always`: every batch on the thread. `never`: every batch on the
+   * than a small batch's SQL); the thread starts with the first consumer, or with the first large
+   * batch of a process that only publishes. `always`: every batch on the thread. `never`: every batch on the
    * event loop. `:memory:` is always `never` (its database lives in one connection).
    */
   writerThread?: WriterThreadMode;
@@ -78,6 +79,9 @@ interface Caller {
   readonly resolve: (value: never) => void;
   readonly reject: (error: unknown) => void;
 }
+
+/** The longest `consume` waits for the writer thread to start (`startThreadForConsumer`). */
+const THREAD_START_WAIT_MS = 2_000;
 
 /** At most this many batches are with the writer thread at once. */
 const MAX_BATCHES_IN_FLIGHT = 4;
@@ -218,7 +222,10 @@ export class SqliteTransport implements Transport, DeliverySettler {
     if (this.path !== ':memory:') this.checkpointer = startCheckpointer(this.path);
   }
 
-  /** Started the first time a batch needs it: a process that stays idle or writes little never pays for it. */
+  /**
+   * Started with the first consumer, or the first time a batch needs it: a process that only
+   * publishes, and stays idle or writes little, never pays for it.
+   */
   private writerThread(): Writer {
     if (this.threadFailure !== undefined) return this.inline!;
     if (this.thread === undefined) {
@@ -244,6 +251,25 @@ export class SqliteTransport implements Transport, DeliverySettler {
       return this.inline!;
     }
     return this.thread;
+  }
+
+  /**
+   * A process that consumes hands its batches to the thread as soon as messages flow, so its thread
+   * starts with the first consumer and is ready before that consumer's first claim, instead of
+   * starting in the middle of the first burst and competing with it for the cores. Bounded: until a
+   * slow thread is ready, batches run on the event loop, as they always do while it starts.
+   */
+  private async startThreadForConsumer(): Promise<void> {
+    const writer = this.writerThread();
+    if (writer !== this.thread || this.thread.ready) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.thread.started,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, THREAD_START_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   now(): number {
@@ -288,6 +314,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
   ): Promise<ConsumerHandle> {
     this.assertOpen();
     const queueId = this.queues.requireQueueId(queue);
+    if (this.options.writerThread === 'auto') await this.startThreadForConsumer();
     const consumer: LocalConsumer = {
       queue,
       queueId,

@@ -5,6 +5,11 @@
  * SQLite works on the second core while the event loop encodes, decodes and runs handlers; the
  * transport keeps up to four batches in flight there, run in the order sent.
  */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CourierError, NoRouteError, TransportError } from '@courier/core';
 import type { Batch, BatchResult, BatchRunner } from './batch.js';
@@ -58,6 +63,11 @@ export class ThreadWriter implements Writer {
   private broken: Error | undefined;
   private isReady = false;
   private exited: Promise<void>;
+  private markStarted!: () => void;
+  /** Settles once the thread is ready, or has failed or exited; never rejects. */
+  readonly started = new Promise<void>((resolve) => {
+    this.markStarted = resolve;
+  });
 
   /** `entry` replaces writer-thread's own file (tests). Throws when the thread cannot be started. */
   constructor(data: WriterThreadData, entry?: URL) {
@@ -66,8 +76,10 @@ export class ThreadWriter implements Writer {
     this.worker.unref();
     this.worker.on('message', (message: WriterMessage) => {
       if (message.kind === 'fatal') this.fail(reviveError(message.error));
-      else if (message.kind === 'ready') this.isReady = true;
-      else this.settle(message.result);
+      else if (message.kind === 'ready') {
+        this.isReady = true;
+        this.markStarted();
+      } else this.settle(message.result);
     });
     this.worker.on('error', (error) => this.fail(error));
     this.exited = new Promise((resolve) =>
@@ -121,6 +133,7 @@ export class ThreadWriter implements Writer {
   private fail(error: Error): void {
     if (this.broken) return;
     this.broken = new TransportError(`the sqlite writer thread failed: ${error.message}`, { cause: error });
+    this.markStarted();
     for (const done of this.waiting.splice(0)) done({ kind: 'failed', error: this.broken });
     this.worker.unref();
   }
@@ -128,15 +141,69 @@ export class ThreadWriter implements Writer {
 
 /**
  * Compiled, the thread runs writer-thread.js beside this file. From TypeScript source (tests, `npm
- * start`), a worker does not inherit tsx's loader, so a small bootstrap registers it first.
+ * start`) it runs one JavaScript bundle of writer-thread.ts, made with esbuild (tsx's own compiler)
+ * once per process (`sourceBundle`): a thread that registered tsx's loader took 250-340 ms of CPU to
+ * start against about 30 ms for the bundle, paid by every consuming process. Without esbuild, a
+ * small bootstrap registers tsx in the thread first.
  */
 function startWorker(data: WriterThreadData, given?: URL): Worker {
   const fromSource = (given?.href ?? import.meta.url).endsWith('.ts');
   const entry = given ?? new URL(fromSource ? './writer-thread.ts' : './writer-thread.js', import.meta.url);
   if (!fromSource) return new Worker(entry, { workerData: data });
+  const bundle = given === undefined ? sourceBundle() : undefined;
+  // No execArgv: the process's `--import tsx` would load tsx in the thread all the same.
+  if (bundle !== undefined) return new Worker(bundle, { workerData: data, execArgv: [] });
   const tsx = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import(${JSON.stringify(tsx)}).then((api) => { api.register(); return import(${JSON.stringify(entry.href)}); });`;
   return new Worker(bootstrap, { eval: true, workerData: data });
+}
+
+let bundled: { file: string | undefined } | undefined;
+
+/**
+ * writer-thread.ts and what it imports as one ES module, better-sqlite3 left outside it (CommonJS
+ * with a native addon). Written to node_modules/.cache beside the driver, so the driver resolves
+ * from it as from here, and named by its content: processes of one checkout share it, and one
+ * killed mid-write leaves nothing another would run. Undefined without esbuild.
+ */
+function sourceBundle(): string | undefined {
+  if (bundled) return bundled.file;
+  bundled = { file: undefined };
+  const require = createRequire(import.meta.url);
+  let esbuild: typeof import('esbuild');
+  let cache: string;
+  try {
+    esbuild = require('esbuild');
+    cache = join(dirname(dirname(require.resolve('better-sqlite3/package.json'))), '.cache', 'courier');
+  } catch {
+    return undefined;
+  }
+  const [output] = esbuild.buildSync({
+    entryPoints: [fileURLToPath(new URL('./writer-thread.ts', import.meta.url))],
+    write: false,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    logLevel: 'silent',
+    external: ['better-sqlite3'],
+    // ESM has no `require`; better-sqlite3's loader calls it.
+    banner: {
+      js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+    },
+  }).outputFiles;
+  const file = join(
+    cache,
+    `writer-thread-${createHash('sha256').update(output!.contents).digest('hex').slice(0, 16)}.mjs`,
+  );
+  if (!existsSync(file)) {
+    mkdirSync(cache, { recursive: true });
+    const partial = `${file}.${process.pid}.tmp`;
+    writeFileSync(partial, output!.contents);
+    renameSync(partial, file);
+  }
+  bundled.file = file;
+  return file;
 }
 
 /** Errors as data, for the trip from the writer thread. */

@@ -1,6 +1,7 @@
 /**
- * The writer thread's failure paths: a thread that cannot start fails its batches with
- * TransportError, and a transport whose thread died goes on with every batch on the event loop.
+ * When the writer thread starts (with the first consumer, or the first large batch), and its failure
+ * paths: a thread that cannot start fails its batches with TransportError, and a transport whose
+ * thread died goes on with every batch on the event loop.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -116,5 +117,32 @@ test("auto: a batch never waits for the writer thread's start, and later ones go
       assert.equal((await transport.stats('q')).depth, 80);
     } finally {
       await transport.close();
+    }
+  }));
+
+test("auto: a consumer's thread is started and ready when consume resolves; a publisher's is not started", () =>
+  withDir(async (dir) => {
+    const threadOf = (t: object) => (t as { thread?: { ready: boolean } }).thread;
+    const consumer = sqlite({ path: join(dir, 'courier.db') });
+    const publisher = sqlite({ path: join(dir, 'courier.db') });
+    try {
+      await consumer.declare({ queues: [{ name: 'q' }], bindings: [] });
+      await publisher.start();
+      assert.equal(threadOf(consumer), undefined, 'declaring alone starts no thread');
+      const handle = await consumer.consume('q', { prefetch: 8, leaseMs: 30_000 }, (delivery) => {
+        void delivery.ack();
+      });
+      assert.equal(threadOf(consumer)?.ready, true, 'ready before the first claim');
+      await publisher.publish([testItem(1)]);
+      assert.equal(threadOf(publisher), undefined, 'a small publish runs on the event loop');
+      const until = Date.now() + 10_000;
+      while ((await consumer.stats('q')).depth > 0) {
+        assert.ok(Date.now() < until, 'the consumer took the message');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      await handle.stop();
+    } finally {
+      await consumer.close();
+      await publisher.close();
     }
   }));
