@@ -178,11 +178,12 @@ export class QueueConsumer {
 
   /**
    * New deliveries are dispatched at the end of the current job (a microtask), once the others
-   * handed over with them are in the buffer, not on the next turn: Node reads a MessagePort's
-   * queued messages in one go, so with the SQLite writer thread answering a producer's batches as
-   * fast as they came, `setImmediate` held this consumer's handlers back for up to 136 ms at a
-   * time, and what was published meanwhile piled up until the producer stopped
-   * (docs/performance.md, "This round"). At most `MICROTASK_DISPATCHES` a turn.
+   * handed over with them are in the buffer, not on the next turn. Measured with the SQLite writer
+   * thread: when its results were read as they came (Node reads a port's queued messages in one go),
+   * `setImmediate` held this consumer's handlers back for up to 136 ms at a time and what was
+   * published meanwhile piled up until the producer stopped; now that they are taken a turn at a
+   * time, it would still cost each claim a turn (docs/performance.md, "This round"). At most
+   * `MICROTASK_DISPATCHES` a turn.
    */
   private dispatchSoon(): void {
     if (this.dispatchQueued) return;

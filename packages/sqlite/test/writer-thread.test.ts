@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { TransportError } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
+import type { Batch } from '../src/batch.js';
 import type { WriterResult } from '../src/writer.js';
 import { ThreadWriter } from '../src/writer.js';
 import { consumeIds, testItem } from './items.js';
@@ -144,5 +145,31 @@ test("auto: a consumer's thread is started and ready when consume resolves; a pu
     } finally {
       await consumer.close();
       await publisher.close();
+    }
+  }));
+
+test('results that arrived before the thread failed settle their batches; the failure fails the rest', () =>
+  withDir(async (dir) => {
+    const writer = new ThreadWriter(
+      {
+        path: join(dir, 'courier.db'),
+        synchronous: 'NORMAL',
+        busyTimeoutMs: 20,
+        cacheSizeMb: 1,
+        dedupWindowMs: 1_000,
+      },
+      new URL('./fixtures/answers-then-dies.mjs', import.meta.url),
+    );
+    try {
+      const outcome = (batch: Batch) => new Promise<WriterResult>((resolve) => writer.run(batch, resolve));
+      const empty: Batch = { commands: [], claims: [] };
+      // Both sent before anything comes back: the first is answered, then the thread reports its failure.
+      const [first, second] = await Promise.all([outcome(empty), outcome(empty)]);
+      assert.equal(first.kind, 'done', 'the batch that committed is not reported as failed');
+      assert.equal(second.kind, 'failed');
+      assert.ok(second.kind === 'failed' && second.error instanceof TransportError);
+      assert.match(String((second as { error: Error }).error.message), /disk I\/O error/);
+    } finally {
+      await writer.close();
     }
   }));
