@@ -19,8 +19,8 @@ import { decodeEnvelope, envelopeOver, envelopeSizeBytes } from './wire.js';
 /**
  * The most dispatches a consumer queues as microtasks before it waits for the event loop's next
  * turn (`dispatchSoon`). A turn can be long: Node read SQLite writer-thread results for up to 136 ms
- * in one go in courier-sqlite-e2e, with up to 112 dispatches meanwhile (a limit of 64 cut the gain
- * in half). Finite, so deliveries handed over from microtasks cannot hold the event loop forever.
+ * in one go in courier-sqlite-e2e, with up to 112 dispatches meanwhile (a limit of 64 measured no
+ * gain). Finite, so deliveries handed over from microtasks cannot hold the event loop forever.
  */
 const MICROTASK_DISPATCHES = 1_000;
 
