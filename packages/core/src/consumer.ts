@@ -16,14 +16,6 @@ import type { InboxStore } from './stores.js';
 import type { ConsumerHandle, DeadLetterInfo, DeadLetterStore, Delivery, Transport } from './transport.js';
 import { decodeEnvelope, envelopeOver, envelopeSizeBytes } from './wire.js';
 
-/**
- * The most dispatches a consumer queues as microtasks before it waits for the event loop's next
- * turn (`dispatchSoon`). A turn can be long: Node read SQLite writer-thread results for up to 136 ms
- * in one go in courier-sqlite-e2e, with up to 112 dispatches meanwhile (a limit of 64 measured no
- * gain). Finite, so deliveries handed over from microtasks cannot hold the event loop forever.
- */
-const MICROTASK_DISPATCHES = 1_000;
-
 /** One registered handler, as the consumer runs it. */
 export interface Subscription {
   readonly pattern: string;
@@ -104,11 +96,6 @@ export class QueueConsumer {
   private inProcess = 0;
   private readonly idle = new Set<() => void>();
   private dispatchScheduled = false;
-  private dispatchQueued = false;
-  /** Dispatches queued as microtasks since the last turn (`dispatchSoon`). */
-  private microtaskDispatches = 0;
-  /** Set when this consumer gave a delivery back (retry, release, defer) in the current turn. */
-  private gaveBack = false;
   private stopping = false;
   private killed = false;
   /** Emulated key order: the tail of each key's chain of handlers in this process. */
@@ -159,11 +146,7 @@ export class QueueConsumer {
       return;
     }
     this.buffer.push(work);
-    // After a retry or release in this turn, on the next turn (as every delivery once was): a
-    // transport that redelivers at once must not spin a handler that fails every time.
-    if (this.gaveBack || this.emulate.priority || this.microtaskDispatches >= MICROTASK_DISPATCHES)
-      this.scheduleDispatch();
-    else this.dispatchSoon();
+    this.scheduleDispatch();
   }
 
   // Dispatch on the next turn so a burst of deliveries is in the buffer before we choose (priority emulation).
@@ -173,33 +156,6 @@ export class QueueConsumer {
     setImmediate(() => {
       this.dispatchScheduled = false;
       this.dispatch();
-    });
-  }
-
-  /**
-   * New deliveries are dispatched at the end of the current job (a microtask), once the others
-   * handed over with them are in the buffer, not on the next turn. Measured with the SQLite writer
-   * thread: when its results were read as they came (Node reads a port's queued messages in one go),
-   * `setImmediate` held this consumer's handlers back for up to 136 ms at a time and what was
-   * published meanwhile piled up until the producer stopped; now that they are taken a turn at a
-   * time, it would still cost each claim a turn (docs/performance.md, "This round"). At most
-   * `MICROTASK_DISPATCHES` a turn.
-   */
-  private dispatchSoon(): void {
-    if (this.dispatchQueued) return;
-    this.dispatchQueued = true;
-    if (this.microtaskDispatches++ === 0) this.resetNextTurn();
-    queueMicrotask(() => {
-      this.dispatchQueued = false;
-      this.dispatch();
-    });
-  }
-
-  /** Clears the per-turn state of `receive` on the next turn. */
-  private resetNextTurn(): void {
-    setImmediate(() => {
-      this.microtaskDispatches = 0;
-      this.gaveBack = false;
     });
   }
 
@@ -245,16 +201,11 @@ export class QueueConsumer {
    * Settles `work` once; later attempts (after a stop deadline or a kill) do nothing. The handler is
    * done once its settle is sent: its slot goes to the next delivery while the transport commits
    * (`concurrency` bounds handlers; the transport's `prefetch` bounds what is not yet settled).
-   * `givesBack`: the action may hand the message back to a consumer (anything but an ack).
    */
-  private settle(work: Work, action: () => Promise<boolean>, givesBack = true): Promise<boolean> {
+  private settle(work: Work, action: () => Promise<boolean>): Promise<boolean> {
     if (work.settled || this.killed) return Promise.resolve(false);
     work.settled = true;
     if (this.running.delete(work)) this.scheduleDispatch();
-    if (givesBack && !this.gaveBack) {
-      this.gaveBack = true;
-      if (this.microtaskDispatches === 0) this.resetNextTurn();
-    }
     try {
       return action();
     } catch (error) {
@@ -382,7 +333,7 @@ export class QueueConsumer {
       this.deps.dedupWindowMs,
     );
     if (first !== undefined && first !== message.id) {
-      await this.settle(work, () => work.delivery.ack(), false);
+      await this.settle(work, () => work.delivery.ack());
       return undefined;
     }
     return this.handleMessage(work, message, attempt, holdRetries);
@@ -413,7 +364,7 @@ export class QueueConsumer {
       : typeMatches;
     if (subs.length === 0) {
       // Routed by a broader binding than the handlers' header filters (header filtering emulated).
-      return this.settle(work, () => delivery.ack(), false).then(noOutcome);
+      return this.settle(work, () => delivery.ack()).then(noOutcome);
     }
     const policy = subs[0]!.retry;
     if (attempt > policy.maxAttempts) {
@@ -500,7 +451,7 @@ export class QueueConsumer {
       return this.conclude(work, ctx, message, sub, attempt, undefined, holdRetries);
     // The handlers finished synchronously and nothing waits for the ack's commit but its failure:
     // the ack goes out with no async frame held until it commits.
-    return this.settle(work, () => work.delivery.ack(ctx.outgoing), false).then(noOutcome, (storeError) => {
+    return this.settle(work, () => work.delivery.ack(ctx.outgoing)).then(noOutcome, (storeError) => {
       // The output could not be stored (no route, broker down): the message was not acked.
       work.settled = false;
       return this.conclude(work, ctx, message, sub, attempt, storeError, holdRetries);
@@ -621,7 +572,7 @@ export class QueueConsumer {
     }
     if (error === undefined) {
       try {
-        const acked = await this.settle(work, () => work.delivery.ack(ctx.outgoing), false);
+        const acked = await this.settle(work, () => work.delivery.ack(ctx.outgoing));
         if (acked && this.deps.observed) {
           for (const item of ctx.outgoing)
             this.deps.emit({ kind: 'published', message: decodeEnvelope(item.envelope), to: item.to });
@@ -749,15 +700,11 @@ export class QueueConsumer {
       failedAt: this.deps.transport.now(),
       parkKey: sub?.onDeadLetter === 'park' && delivery.envelope.key !== undefined,
     };
-    const done = await this.settle(
-      work,
-      async () => {
-        if (!this.emulate.deadLetter) return delivery.deadLetter(info);
-        await this.deps.deadLetterStore.add({ envelope: delivery.envelope, info });
-        return delivery.ack();
-      },
-      false,
-    );
+    const done = await this.settle(work, async () => {
+      if (!this.emulate.deadLetter) return delivery.deadLetter(info);
+      await this.deps.deadLetterStore.add({ envelope: delivery.envelope, info });
+      return delivery.ack();
+    });
     if (!done) return;
     this.deps.emit({
       kind: 'dead-lettered',

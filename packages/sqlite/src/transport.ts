@@ -90,10 +90,10 @@ const INLINE_MAX_WRITES = 32;
 /**
  * With the writer thread, a turn that has gathered this many writes sends them at once instead of
  * at the end of the turn: the thread starts on them while the event loop makes the rest. 512 since
- * the consumer's handlers run while a producer's results arrive (core's `dispatchSoon`): half as
- * many batches for a busy producer, each carrying the consumer's settles and claim: +1 to +6.5 %
- * in courier-sqlite-e2e against 256 (medians of four series of six to eight alternating runs;
- * 1,024: -5 %, 128: level).
+ * the consumer keeps pace with a producer in the same process (the thread's results are taken a
+ * turn at a time, ThreadWriter): half as many batches for a busy producer, each carrying the
+ * consumer's settles and claim: +1 to +6.5 % in courier-sqlite-e2e against 256 (medians of four
+ * series of six to eight alternating runs; 1,024: -5 %, 128: level).
  */
 const EARLY_FLUSH_WRITES = 512;
 

@@ -65,12 +65,12 @@ export class ThreadWriter implements Writer {
   private exited: Promise<void>;
   private markStarted!: () => void;
   /**
-   * Results and failures as they came, taken on the next turn (`takeArrived`), not as each arrives:
-   * Node reads a port's queued messages in one go, and with a consumer whose handlers run as
-   * microtasks (core's `dispatchSoon`) each result's handling sent the thread its next batch before
-   * the read was over, so one read went on for up to 220 ms (courier-sqlite-e2e) while timers,
-   * I/O and V8's GC tasks waited. Taken a turn at a time: event-loop delay p99 10-16 ms against
-   * 71-103, at the same msgs/s.
+   * Results and failures as they came, taken on the next turn (`takeArrived`), not as each arrives.
+   * Node reads a port's queued messages in one go, and the thread answers a busy producer's batches
+   * about as fast as they come, so one read could go on for over 100 ms (courier-sqlite-e2e) while
+   * timers, I/O, V8's GC tasks and the consumer's handlers (dispatched with `setImmediate`) waited:
+   * the consumer handled 2-7 % of the messages while the producer ran. Taken a turn at a time:
+   * about 40 % handled meanwhile, +2 % msgs/s (eight pairs), event-loop delay p99 10-13 ms against 34-38.
    */
   private readonly arrived: WriterMessage[] = [];
   /** Settles once the thread is ready, or has failed or exited; never rejects. */
