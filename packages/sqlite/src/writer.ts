@@ -70,7 +70,7 @@ export class ThreadWriter implements Writer {
    * about as fast as they come, so one read could go on for over 100 ms (courier-sqlite-e2e) while
    * timers, I/O, V8's GC tasks and the consumer's handlers (dispatched with `setImmediate`) waited:
    * the consumer handled 2-7 % of the messages while the producer ran. Taken a turn at a time:
-   * about 40 % handled meanwhile, +2 % msgs/s (eight pairs), event-loop delay p99 10-13 ms against 34-38.
+   * about 40 % handled meanwhile, +2 % msgs/s (eight pairs), event-loop delay p99 9.5-13 ms against 34-38.
    */
   private readonly arrived: WriterMessage[] = [];
   /** Settles once the thread is ready, or has failed or exited; never rejects. */
