@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { TransportError } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import type { Batch } from '../src/batch.js';
-import type { WriterResult } from '../src/writer.js';
+import type { WriterResult, WriterThreadData } from '../src/writer.js';
 import { ThreadWriter } from '../src/writer.js';
 import { consumeIds, testItem } from './items.js';
 
@@ -20,16 +20,21 @@ function withDir(run: (dir: string) => Promise<void>): Promise<void> {
   return run(dir).finally(() => rmSync(dir, { recursive: true, force: true }));
 }
 
+/** What a thread of these tests opens: a file in `dir`, a short busy timeout. */
+function threadData(dir: string): WriterThreadData {
+  return {
+    path: join(dir, 'courier.db'),
+    synchronous: 'NORMAL',
+    busyTimeoutMs: 20,
+    cacheSizeMb: 1,
+    dedupWindowMs: 1_000,
+  };
+}
+
 test('a writer thread that cannot start fails its batches with TransportError', () =>
   withDir(async (dir) => {
     const writer = new ThreadWriter(
-      {
-        path: join(dir, 'courier.db'),
-        synchronous: 'NORMAL',
-        busyTimeoutMs: 20,
-        cacheSizeMb: 1,
-        dedupWindowMs: 1_000,
-      },
+      threadData(dir),
       new URL(`file://${join(dir, 'no-such-writer-thread.js')}`),
     );
     const result = await new Promise<WriterResult>((resolve) =>
@@ -151,13 +156,7 @@ test("auto: a consumer's thread is started and ready when consume resolves; a pu
 test('results that arrived before the thread failed settle their batches; the failure fails the rest', () =>
   withDir(async (dir) => {
     const writer = new ThreadWriter(
-      {
-        path: join(dir, 'courier.db'),
-        synchronous: 'NORMAL',
-        busyTimeoutMs: 20,
-        cacheSizeMb: 1,
-        dedupWindowMs: 1_000,
-      },
+      threadData(dir),
       new URL('./fixtures/answers-then-dies.mjs', import.meta.url),
     );
     try {
