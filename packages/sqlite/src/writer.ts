@@ -163,10 +163,10 @@ export class ThreadWriter implements Writer {
 
 /**
  * Compiled, the thread runs writer-thread.js beside this file. From TypeScript source (tests, `npm
- * start`) it runs one JavaScript bundle of writer-thread.ts, made with esbuild (tsx's own compiler)
- * once per process (`sourceBundle`): a thread that registered tsx's loader took 250-340 ms of CPU to
- * start against about 30 ms for the bundle, paid by every consuming process. Without esbuild, a
- * small bootstrap registers tsx in the thread first.
+ * start`) it runs one JavaScript bundle of writer-thread.ts, made by esbuild (tsx's own compiler)
+ * in each process into a file shared by content (`sourceBundle`): a thread that registered tsx's
+ * loader took 250-340 ms of CPU to start against about 40 ms for the bundle, paid by every
+ * consuming process. Without esbuild, a small bootstrap registers tsx in the thread first.
  */
 function startWorker(data: WriterThreadData, given?: URL): Worker {
   const fromSource = (given?.href ?? import.meta.url).endsWith('.ts');
