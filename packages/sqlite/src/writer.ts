@@ -180,7 +180,8 @@ function startWorker(data: WriterThreadData, given?: URL): Worker {
   return new Worker(bootstrap, { eval: true, workerData: data });
 }
 
-let bundled: { file: string | undefined } | undefined;
+/** `sourceBundle`'s file once made; null when it could not be (no esbuild). */
+let bundled: string | null | undefined;
 
 /**
  * writer-thread.ts and what it imports as one ES module, better-sqlite3 left outside it (CommonJS
@@ -189,8 +190,8 @@ let bundled: { file: string | undefined } | undefined;
  * killed mid-write leaves nothing another would run. Undefined without esbuild.
  */
 function sourceBundle(): string | undefined {
-  if (bundled) return bundled.file;
-  bundled = { file: undefined };
+  if (bundled !== undefined) return bundled ?? undefined;
+  bundled = null;
   const require = createRequire(import.meta.url);
   let esbuild: typeof import('esbuild');
   let cache: string;
@@ -224,7 +225,7 @@ function sourceBundle(): string | undefined {
     writeFileSync(partial, output!.contents);
     renameSync(partial, file);
   }
-  bundled.file = file;
+  bundled = file;
   return file;
 }
 
