@@ -60,7 +60,7 @@ describe('order flow', () => {
       'payments.charged',
     ]);
     assert.equal(history[0]?.type, 'orders.placed');
-    for (const entry of history) assert.ok(!Number.isNaN(Date.parse(entry.at)));
+    for (const entry of history) assert.ok(!Number.isNaN(Date.parse(entry.at)), entry.at);
 
     const email = await eventually('the email', () => (box.emails().length > 0 ? box.emails() : undefined));
     assert.deepEqual(email, [`${id}.eml`]);
@@ -129,7 +129,7 @@ describe('order flow', () => {
       const types = body.history.map((h: { type: string }) => h.type);
       return types.includes('inventory.released') ? types : undefined;
     });
-    assert.ok(history.includes('payments.declined'));
+    assert.ok(history.includes('payments.declined'), "history.includes('payments.declined')");
   });
 
   it('transient gateway failures are retried: two failed attempts, then one charge', async () => {

@@ -142,7 +142,7 @@ describe('order API', () => {
     assert.deepEqual([bad.body.error.code, bad.body.error.path], ['invalid_query', 'status']);
     const all = await call(`${url}/orders?limit=5`);
     assert.equal(all.status, 200);
-    assert.ok(Array.isArray(all.body.orders));
+    assert.ok(Array.isArray(all.body.orders), 'Array.isArray(all.body.orders)');
     for (const order of all.body.orders)
       assert.ok(['pending', 'confirmed', 'cancelled'].includes(order.status));
   });
@@ -153,7 +153,7 @@ describe('order API', () => {
     const inventory = await call(`${url}/inventory`);
     assert.equal(inventory.status, 200);
     const skus = inventory.body.items.map((i: { sku: string }) => i.sku);
-    assert.ok(skus.includes('coffee-beans'));
+    assert.ok(skus.includes('coffee-beans'), "skus.includes('coffee-beans')");
     for (const item of inventory.body.items) assert.equal(typeof item.stock, 'number');
   });
 });

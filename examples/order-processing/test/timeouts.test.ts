@@ -46,7 +46,7 @@ describe('order deadline', () => {
         ? true
         : undefined,
     );
-    assert.ok(reservation);
+    assert.ok(reservation, 'reservation');
     assert.equal(box.stock('mug-blue'), findSku('mug-blue')!.stock);
     const record = await eventually('the saga to complete', () => {
       const r = box.sagaRecord(id);
@@ -59,7 +59,7 @@ describe('order deadline', () => {
     });
     assert.equal(after.status, 'cancelled');
     const types = after.history.map((h) => h.type);
-    for (const type of ['orders.cancelled', 'inventory.reserved']) assert.ok(types.includes(type));
+    for (const type of ['orders.cancelled', 'inventory.reserved']) assert.ok(types.includes(type), type);
     assert.deepEqual(box.ledger(id), []);
     assert.equal(box.emails().length, 1);
   });

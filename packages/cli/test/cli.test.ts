@@ -147,12 +147,15 @@ describe('courier: against a running system', () => {
     for (const queue of ['order', 'order-saga', 'inventory', 'payment', 'notification'])
       assert.match(out, new RegExp(`\\n${queue}\\s+\\d+`));
     const json = JSON.parse((await courier(['queues', '--db', dbPath, '--json'])).out) as { queue: string }[];
-    assert.ok(json.some((q) => q.queue === 'payment'));
+    assert.ok(
+      json.some((q) => q.queue === 'payment'),
+      "json.some((q) => q.queue === 'payment')",
+    );
   });
 
   it('the checks catch a broken invariant', async () => {
     const good = checkSystem(monitor.db, { outboxDir });
-    assert.ok(good.ok);
+    assert.ok(good.ok, 'good.ok');
     const confirmed = monitor.db
       .prepare(`SELECT id, total_cents FROM orders WHERE status = 'confirmed' LIMIT 1`)
       .get() as { id: string; total_cents: number };
@@ -179,7 +182,7 @@ describe('courier: against a running system', () => {
       )
       .run(confirmed.id, confirmed.total_cents);
     const report = checkSystem(monitor.db, { outboxDir });
-    assert.ok(!report.ok);
+    assert.ok(!report.ok, '!report.ok');
     assert.deepEqual(failing(report), [
       'exactly one email per terminal order',
       'no order charged twice',

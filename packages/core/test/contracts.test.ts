@@ -35,7 +35,7 @@ describe('defineEvent, defineCommand, defineRequest', () => {
     assert.equal(placed.version, 1);
     assert.equal(placed.schema, zodOrder);
     assert.deepEqual(placed.upcasters, {});
-    assert.ok(Object.isFrozen(placed));
+    assert.ok(Object.isFrozen(placed), 'Object.isFrozen(placed)');
 
     const charge = defineCommand('payments.charge', valibotOrder);
     assert.equal(charge.kind, 'command');
@@ -45,7 +45,7 @@ describe('defineEvent, defineCommand, defineRequest', () => {
     const check = defineRequest('inventory.check-stock', z.object({ sku: z.string() }), replySchema);
     assert.equal(check.kind, 'request');
     assert.equal(check.replySchema, replySchema);
-    assert.ok(Object.isFrozen(check));
+    assert.ok(Object.isFrozen(check), 'Object.isFrozen(check)');
   });
 
   it('reject a type that breaks the naming rules with InvalidNameError', () => {
@@ -110,7 +110,7 @@ describe('validate', () => {
         () => assert.fail('expected a ValidationError'),
         (e: unknown) => e,
       );
-      assert.ok(error instanceof ValidationError);
+      assert.ok(error instanceof ValidationError, 'error instanceof ValidationError');
       assert.equal(error.code, 'COURIER_VALIDATION');
       assert.deepEqual(
         error.issues.map((i) => i.path),
@@ -133,7 +133,7 @@ describe('validate', () => {
       assert.match(error.message, /items\[1\]\.sku: /);
 
       const root = await validate(schema, 'not an object', 'order').catch((e: ValidationError) => e);
-      assert.ok(root instanceof ValidationError);
+      assert.ok(root instanceof ValidationError, 'root instanceof ValidationError');
       assert.equal(root.issues[0]?.path, '');
       assert.match(root.message, /^order is invalid: \(root\): /);
     });
@@ -185,7 +185,7 @@ describe('producer-side validation through a bus on the memory transport', () =>
           () => bus.request(QuoteOrder, badOrder, { timeoutMs: 60_000 }),
         ]) {
           await assert.rejects(attempt, (error: unknown) => {
-            assert.ok(error instanceof ValidationError);
+            assert.ok(error instanceof ValidationError, 'error instanceof ValidationError');
             assert.deepEqual(
               error.issues.map((i) => i.path),
               ['items[0].qty'],
@@ -242,7 +242,7 @@ describe('producer-side validation through a bus on the memory transport', () =>
       );
       await bus.publish(OrderPlaced, { orderId: 'o-1' });
       await dead;
-      assert.ok(errors[0] instanceof ValidationError);
+      assert.ok(errors[0] instanceof ValidationError, 'errors[0] instanceof ValidationError');
       assert.match(
         (errors[0] as ValidationError).message,
         /message 'orders\.billed' is invalid: items\[0\]\.qty/,
@@ -339,7 +339,7 @@ describe('upcast', () => {
         { firstName: 'Grace', lastName: 'Hopper', email: 'g@h' },
       ]);
       const dead = outcomes.find((e) => e.kind === 'dead-lettered');
-      assert.ok(dead?.kind === 'dead-lettered');
+      assert.ok(dead?.kind === 'dead-lettered', "dead?.kind === 'dead-lettered'");
       assert.equal(dead.queue, oldService.endpoint);
       assert.equal(dead.reason, 'validation');
       assert.match(String(dead.error), /is version 3, newer than version 1/);

@@ -26,7 +26,7 @@ describe('errors', () => {
     const error = new core.NoRouteError('no route', { cause: new Error('inner') });
     assert.equal(error.name, 'NoRouteError');
     assert.equal(error.code, 'COURIER_NO_ROUTE');
-    assert.ok(error instanceof core.CourierError);
+    assert.ok(error instanceof core.CourierError, 'error instanceof core.CourierError');
     assert.equal((error.cause as Error).message, 'inner');
   });
 

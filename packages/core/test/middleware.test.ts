@@ -216,7 +216,7 @@ describe('logging middleware', () => {
 
       assert.equal(entries.length, 2);
       const [failed, handled] = entries;
-      assert.ok(failed?.error instanceof Error);
+      assert.ok(failed?.error instanceof Error, 'failed?.error instanceof Error');
       assert.deepEqual(
         { ...failed, error: failed.error.message },
         {

@@ -215,7 +215,10 @@ describe('startOutboxRelay on the memory transport', () => {
     try {
       await assert.rejects(relay.flush(), NoRouteError);
       await eventually(() => errors.length >= 4, 'several retries');
-      assert.ok(errors.every((e) => e instanceof NoRouteError));
+      assert.ok(
+        errors.every((e) => e instanceof NoRouteError),
+        'errors.every((e) => e instanceof NoRouteError)',
+      );
       assert.deepEqual(
         outbox.entries.map((e) => e.seq),
         [2, 3],
@@ -355,7 +358,7 @@ describe('startOutboxRelay on the memory transport', () => {
     const errors: unknown[] = [];
     const ended = startOutboxRelay({ source: outbox, transport: closed, onError: (e) => errors.push(e) });
     await ended.stop();
-    assert.ok(errors[0] instanceof ClosedError);
+    assert.ok(errors[0] instanceof ClosedError, 'errors[0] instanceof ClosedError');
 
     assert.throws(
       () => startOutboxRelay({ source: outbox, transport: memory(), batchSize: 0 }),

@@ -71,7 +71,7 @@ describe('nextRetryDelay', () => {
         const base = 1_000 * 2 ** (attempt - 2);
         const delay = nextRetryDelay(policy, attempt, random)!;
         assert.ok(delay >= base * 0.8 && delay <= base * 1.2, `attempt ${attempt}: ${delay} vs base ${base}`);
-        assert.ok(Number.isInteger(delay));
+        assert.ok(Number.isInteger(delay), 'Number.isInteger(delay)');
         if (attempt === 2) seen.add(delay);
       }
       assert.equal(nextRetryDelay(policy, 1, random), 0, 'immediate retries are not jittered');
@@ -136,7 +136,7 @@ describe('resolveRetryPolicy', () => {
     assert.deepEqual(resolveRetryPolicy(undefined), defaultRetryPolicy);
     const policy = resolveRetryPolicy({ maxAttempts: 3, jitter: 0 });
     assert.deepEqual(policy, { ...defaultRetryPolicy, maxAttempts: 3, jitter: 0 });
-    assert.ok(Object.isFrozen(policy));
+    assert.ok(Object.isFrozen(policy), 'Object.isFrozen(policy)');
     // A subscription's overrides apply on top of the bus's policy.
     const bus = resolveRetryPolicy({ maxAttempts: 10, initialDelayMs: 50 });
     assert.deepEqual(resolveRetryPolicy({ immediate: 0 }, bus), { ...bus, immediate: 0 });

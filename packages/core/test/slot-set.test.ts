@@ -48,7 +48,10 @@ test('deleting while going over values() is safe; clear() empties it and frees t
   slots.clear();
   assert.equal(slots.size, 0);
   assert.deepEqual(slots.values(), []);
-  assert.ok(items.every((it) => it.slot === -1));
+  assert.ok(
+    items.every((it) => it.slot === -1),
+    'items.every((it) => it.slot === -1)',
+  );
   // A stale item (in no set) is not deleted from one that reuses its old slot.
   const fresh = item(4);
   slots.add(fresh);

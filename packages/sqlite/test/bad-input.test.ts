@@ -228,7 +228,7 @@ test('a row whose headers are not JSON is dead-lettered (decode) and does not cr
     );
     const report = await consumer.ask({ kind: 'report' }, 'report');
     assert.deepEqual(report.handled, ['hand:1']);
-    assert.ok(consumer.alive());
+    assert.ok(consumer.alive(), 'consumer.alive()');
   } finally {
     writer?.close();
     await children.killAll();

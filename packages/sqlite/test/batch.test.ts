@@ -52,9 +52,15 @@ test('batches sharing a transaction: a failing command fails alone, the rest of 
     ]);
     assert.equal(results.length, 2);
     const [first, second] = results;
-    assert.ok(first?.kind === 'done' && second?.kind === 'done');
+    assert.ok(
+      first?.kind === 'done' && second?.kind === 'done',
+      "first?.kind === 'done' && second?.kind === 'done'",
+    );
     // The first batch saw no error (its errors list, when the redo ran, holds only undefined).
-    assert.ok(first.errors === undefined || first.errors.every((e) => e === undefined));
+    assert.ok(
+      first.errors === undefined || first.errors.every((e) => e === undefined),
+      'first.errors === undefined || first.errors.every((e) => e === undefined)',
+    );
     assert.deepEqual(
       second.errors?.map((e) => (e === undefined ? 'ok' : e instanceof NoRouteError ? 'no-route' : 'other')),
       ['ok', 'no-route', 'ok'],
@@ -107,7 +113,7 @@ test('a claim leases exactly the rows it returns, when priorities interleave in 
     assert.equal(stored.kind, 'done');
     const queueId = queues.requireQueueId('q');
     const first = runner.run({ commands: [], claims: [[queueId, 2, 1, 30_000, false, true]] });
-    assert.ok(first.kind === 'done');
+    assert.ok(first.kind === 'done', "first.kind === 'done'");
     assert.deepEqual(
       first.claims[0]![0].map((row) => JSON.parse(row[Row.BODY] as string).n),
       [1, 3],
@@ -118,7 +124,7 @@ test('a claim leases exactly the rows it returns, when priorities interleave in 
     );
     // The low-priority rows between them were not leased: the next claim gets them, first attempts.
     const second = runner.run({ commands: [], claims: [[queueId, 4, 2, 30_000, false, true]] });
-    assert.ok(second.kind === 'done');
+    assert.ok(second.kind === 'done', "second.kind === 'done'");
     assert.deepEqual(
       second.claims[0]![0].map((row) => [JSON.parse(row[Row.BODY] as string).n, row[Row.ATTEMPT]]),
       [

@@ -43,7 +43,10 @@ test("Courier's attributes and user headers are stored as pairs, a third shorter
   });
   const stored = storedHeaders(envelope);
   assert.equal(stored[0], 'D');
-  assert.ok(stored.length < JSON.stringify(envelope.headers).length / 2);
+  assert.ok(
+    stored.length < JSON.stringify(envelope.headers).length / 2,
+    'stored.length < JSON.stringify(envelope.headers).length / 2',
+  );
   assert.deepEqual(roundTrip(envelope), envelope.headers);
   // Another correlation id is kept as a header of its own.
   const other = envelopeWith({}, 'corr-9');

@@ -86,7 +86,10 @@ for (const count of [1, 2, 31, 32, 33, 64, 77, 300]) {
         stored.map((r) => r.id),
         Array.from({ length: count }, (_, n) => idOf(n)),
       );
-      assert.ok(stored.every((r) => r.whole && r.key === null));
+      assert.ok(
+        stored.every((r) => r.whole && r.key === null),
+        'stored.every((r) => r.whole && r.key === null)',
+      );
     }));
 }
 
@@ -119,8 +122,11 @@ test('keyed rows, other queues and other commands inside a run keep the order pu
       all.filter((id) => waiting.has(id)),
     );
     assert.equal(stored.length, 100);
-    assert.ok(waiting.size > 0);
-    assert.ok(stored.every((r) => r.whole));
+    assert.ok(waiting.size > 0, 'waiting.size > 0');
+    assert.ok(
+      stored.every((r) => r.whole),
+      'stored.every((r) => r.whole)',
+    );
     assert.deepEqual(
       stored
         .filter((r) => r.key !== null)
@@ -138,9 +144,9 @@ test('a run cut short by a failing publish is redone one by one, and leaves noth
       one(n === 40 ? testItem(n, { queue: 'no-such-queue' }) : testItem(n)),
     );
     const result = runner.run({ commands, claims: [] });
-    assert.ok(result.kind === 'done');
+    assert.ok(result.kind === 'done', "result.kind === 'done'");
     assert.equal(result.errors?.filter((e) => e !== undefined).length, 1);
-    assert.ok(result.errors?.[40] !== undefined);
+    assert.ok(result.errors?.[40] !== undefined, 'result.errors?.[40] !== undefined');
     // The next transaction stores its own rows only: none of the first attempt's waiting ones.
     assert.equal(runner.run({ commands: [one(testItem(50))], claims: [] }).kind, 'done');
     assert.deepEqual(

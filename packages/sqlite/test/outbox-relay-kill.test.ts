@@ -224,7 +224,10 @@ it('the relay SIGKILLed 12 times, 6 of them between publish and remove: every or
     assert.deepEqual(outOfOrder, []);
 
     // The kills happened, and hit between publish and remove.
-    assert.ok(kills.self + kills.selfMissed + kills.external >= 10);
+    assert.ok(
+      kills.self + kills.selfMissed + kills.external >= 10,
+      'kills.self + kills.selfMissed + kills.external >= 10',
+    );
     assert.equal(killedBeforeRemove.length, kills.self, 'each self-kill logged its batch');
     assert.ok(kills.self >= 1, 'at least one kill between publish and remove');
     for (const batch of killedBeforeRemove) {

@@ -141,7 +141,7 @@ test('packRows lays out numbers and text as documented, and refuses text that is
   assert.equal(n.length, 2 * PACKED);
   assert.equal(n[Packed.SEQ], 10);
   assert.equal(n[PACKED + Packed.SEQ], 11);
-  assert.ok(Number.isNaN(n[Packed.EXPIRES_AT]!));
+  assert.ok(Number.isNaN(n[Packed.EXPIRES_AT]!), 'Number.isNaN(n[Packed.EXPIRES_AT]!)');
   assert.equal(n[Packed.KEY], 1);
   assert.equal(n[PACKED + Packed.KEY], -1);
   assert.equal(n[PACKED + Packed.BODY], -1, 'the first bytes body');

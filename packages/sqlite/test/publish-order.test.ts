@@ -57,7 +57,10 @@ for (const writerThread of ['never', 'always'] as WriterThreadMode[]) {
         const second = transport.publish([toQueue(2, 'late')]);
         const [a, b, c] = await Promise.allSettled([first, declared, second]);
         assert.equal(a.status, 'rejected');
-        assert.ok((a as PromiseRejectedResult).reason instanceof NoRouteError);
+        assert.ok(
+          (a as PromiseRejectedResult).reason instanceof NoRouteError,
+          '(a as PromiseRejectedResult).reason instanceof NoRouteError',
+        );
         assert.equal(b.status, 'fulfilled');
         assert.equal(c.status, 'fulfilled');
         assert.equal((await transport.stats('late')).depth, 1);

@@ -51,10 +51,10 @@ test('ready rows go to a range per queue and priority; delayed and waiting rows 
     });
     const rows = new Map(table(h).map((r) => [r.n, r]));
     const slot = (n: number) => slotOf(rows.get(n)!.seq);
-    assert.ok(slot(1) >= 1);
+    assert.ok(slot(1) >= 1, 'slot(1) >= 1');
     assert.equal(slot(3), slot(1));
     assert.notEqual(slot(2), slot(1), 'priority 5 has a range of its own');
-    assert.ok(rows.get(1)!.seq < rows.get(3)!.seq);
+    assert.ok(rows.get(1)!.seq < rows.get(3)!.seq, 'rows.get(1)!.seq < rows.get(3)!.seq');
     assert.equal(slot(5), slot(1), 'the key holder is ready');
     assert.ok(rows.get(4)!.seq < 0 && rows.get(4)!.state === 1, 'the delayed row is parked');
     assert.ok(rows.get(6)!.seq < 0 && rows.get(6)!.state === 3, 'the waiting row is parked');
@@ -75,7 +75,7 @@ test('a retry with a backoff is parked, comes back to the end of its range when 
       [true],
     );
     const parked = table(h).find((r) => r.n === 1)!;
-    assert.ok(parked.seq < 0 && parked.state === 1);
+    assert.ok(parked.seq < 0 && parked.state === 1, 'parked.seq < 0 && parked.state === 1');
     assert.deepEqual(h.stats(), { depth: 2, inFlight: 0, scheduled: 1 });
     assert.deepEqual(numbers(h.claim(10, 22)), [2, 3]);
     h.advance(10_000);
@@ -223,12 +223,18 @@ test('a file of schema 6 moves into ranges: order kept, live claims handed back 
         [1, 2, 2, 1, 1, 1],
         'the rows of the live claim count that attempt',
       );
-      assert.ok(claimed.every((r) => r[Row.SEQ] >= RANGE));
+      assert.ok(
+        claimed.every((r) => r[Row.SEQ] >= RANGE),
+        'claimed.every((r) => r[Row.SEQ] >= RANGE)',
+      );
       assert.deepEqual(numbers(claim(2, 12)), [10]);
       // The key's holder acked: the waiting row comes next.
       const holder = claimed.find((r) => r[Row.KEY] === 'k')!;
       const acked = runner.run({ commands: [[Do.ACK, holder[Row.SEQ], 11, 1, 'k', null]], claims: [] });
-      assert.ok(acked.kind === 'done' && acked.values[0] === true);
+      assert.ok(
+        acked.kind === 'done' && acked.values[0] === true,
+        "acked.kind === 'done' && acked.values[0] === true",
+      );
       assert.deepEqual(numbers(claim(1, 13)), [9]);
       assert.equal(db.prepare('SELECT count(*) FROM courier_messages WHERE seq < 0').pluck().get(), 1);
     } finally {

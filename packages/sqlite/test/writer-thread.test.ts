@@ -42,7 +42,7 @@ test('a writer thread that cannot start fails its batches with TransportError', 
     );
     assert.equal(result.kind, 'failed');
     assert.ok(result.kind === 'failed' && result.error instanceof TransportError, String(result));
-    assert.ok(writer.failure instanceof TransportError);
+    assert.ok(writer.failure instanceof TransportError, 'writer.failure instanceof TransportError');
     // Later batches fail at once, and close() still returns.
     const later = await new Promise<WriterResult>((resolve) =>
       writer.run({ commands: [], claims: [] }, resolve),
@@ -166,7 +166,10 @@ test('results that arrived before the thread failed settle their batches; the fa
       const [first, second] = await Promise.all([outcome(empty), outcome(empty)]);
       assert.equal(first.kind, 'done', 'the batch that committed is not reported as failed');
       assert.equal(second.kind, 'failed');
-      assert.ok(second.kind === 'failed' && second.error instanceof TransportError);
+      assert.ok(
+        second.kind === 'failed' && second.error instanceof TransportError,
+        "second.kind === 'failed' && second.error instanceof TransportError",
+      );
       assert.match(String((second as { error: Error }).error.message), /disk I\/O error/);
     } finally {
       await writer.close();

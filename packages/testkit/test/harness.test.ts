@@ -240,7 +240,10 @@ describe('harness', () => {
       const queue = await inspectQueue(bus);
       assert.equal(queue.deadLettered, 120);
       assert.equal(queue.deadLetters.length, 120);
-      assert.ok(queue.deadLetters.every((l) => l.info.reason === 'invalid-order'));
+      assert.ok(
+        queue.deadLetters.every((l) => l.info.reason === 'invalid-order'),
+        "queue.deadLetters.every((l) => l.info.reason === 'invalid-order')",
+      );
     } finally {
       await bus.stop();
     }

@@ -96,7 +96,10 @@ export function lifecycleCases(create: CreateFixture): void {
         assert.ok(error instanceof ValidationError, `expected ValidationError, got ${String(error)}`);
         assert.equal(error.code, 'COURIER_VALIDATION');
         assert.match(error.message, /lines\[1\]\.qty/);
-        assert.ok(error.issues.some((i) => i.path === 'lines[1].qty'));
+        assert.ok(
+          error.issues.some((i) => i.path === 'lines[1].qty'),
+          "error.issues.some((i) => i.path === 'lines[1].qty')",
+        );
         return true;
       });
       await h.quiet(300);
@@ -117,7 +120,7 @@ export function lifecycleCases(create: CreateFixture): void {
           error instanceof MessageTooLargeError,
           `expected MessageTooLargeError, got ${String(error)}`,
         );
-        assert.ok(error.sizeBytes > 4_000);
+        assert.ok(error.sizeBytes > 4_000, 'error.sizeBytes > 4_000');
         assert.equal(error.maxBytes, 2_048);
         return true;
       });

@@ -163,7 +163,7 @@ export function recoverabilityCases(create: CreateFixture): void {
       const stray = cloudEvent({ type: h.type('unknown.thing'), data: { n: 1 } });
       await raw.publish([{ envelope: stray, to: { kind: 'queue', queue: q } }]);
       const letter = await h.deadLettered(bus, q, stray.id);
-      assert.ok(letter.info.reason.length > 0);
+      assert.ok(letter.info.reason.length > 0, 'letter.info.reason.length > 0');
       const producer = await h.bus(h.queue('producer'), undefined, { routes: { [Cmd.type]: q } });
       await producer.send(Cmd, { n: 2 });
       await h.eventually(() => got.length === 1, 'the next good message');

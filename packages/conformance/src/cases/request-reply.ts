@@ -47,7 +47,10 @@ export function requestReplyCases(create: CreateFixture): void {
       const request = seen[0]!;
       assert.ok(request.replyTo, 'the request carries replyTo');
       assert.ok(request.expiresAt !== undefined, 'the request carries expiresAt = its timeout');
-      assert.ok(request.expiresAt > request.now && request.expiresAt <= request.now + 5_000);
+      assert.ok(
+        request.expiresAt > request.now && request.expiresAt <= request.now + 5_000,
+        'request.expiresAt > request.now && request.expiresAt <= request.now + 5_000',
+      );
     }),
   );
 
@@ -137,7 +140,10 @@ export function requestReplyCases(create: CreateFixture): void {
         () => undefined,
         (error: unknown) => error,
       );
-      assert.ok((await h.whileAdvancing(first)) instanceof TimeoutError);
+      assert.ok(
+        (await h.whileAdvancing(first)) instanceof TimeoutError,
+        '(await h.whileAdvancing(first)) instanceof TimeoutError',
+      );
       await h.quiet(2_000);
       slow = false;
       const reply = await h.whileAdvancing(client.request(Check, { sku: 'b' }, { timeoutMs: 1_000 }));

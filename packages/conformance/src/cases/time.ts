@@ -44,7 +44,7 @@ export function timeCases(create: CreateFixture): void {
       await h.quiet(1_500);
       assert.deepEqual(got, [], 'not before deliverAt');
       await h.eventually(() => got.length === 1, 'delivery at deliverAt', { within: 5_000 });
-      assert.ok(got[0]! >= at);
+      assert.ok(got[0]! >= at, 'got[0]! >= at');
     }),
   );
 
