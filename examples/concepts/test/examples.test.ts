@@ -42,6 +42,11 @@ function inOrder(lines: readonly string[], patterns: readonly RegExp[]): void {
 
 const count = (lines: readonly string[], pattern: RegExp) => lines.filter((l) => pattern.test(l)).length;
 
+/** Asserts that the example printed `line`, exactly. */
+function printed(lines: readonly string[], line: string): void {
+  assert.ok(lines.includes(line), `no line ${JSON.stringify(line)} in:\n${lines.join('\n')}`);
+}
+
 describe('concept examples', { timeout: 20_000 }, () => {
   it('fan-out: events reach every binding, header filters narrow, commands go to their owner', async () => {
     const lines = await run(fanOut);
@@ -53,10 +58,7 @@ describe('concept examples', { timeout: 20_000 }, () => {
       lines.filter((l) => l.startsWith('eu-desk')),
       ['eu-desk:  got orders.placed o-1 (region=eu)'],
     );
-    assert.ok(
-      lines.includes('billing:  charged 42 for o-1'),
-      "lines.includes('billing:  charged 42 for o-1')",
-    );
+    printed(lines, 'billing:  charged 42 for o-1');
     assert.equal(count(lines, /^shipping: COURIER_NO_ROUTE: no endpoint owns command 'payments\.refund'/), 1);
   });
 
@@ -67,16 +69,10 @@ describe('concept examples', { timeout: 20_000 }, () => {
       /attempt 2 sent a charge and succeeded/,
       /charged 42 for o-1/,
     ]);
-    assert.ok(lines.includes('charges handled: 1'), "lines.includes('charges handled: 1')");
-    assert.ok(lines.includes("charge id is deriveMessageId(order id, 0, 'billing'): true"));
-    assert.ok(
-      lines.includes("charge causationId is the order's id: true"),
-      'lines.includes("charge causationId is the order\'s id: true")',
-    );
-    assert.ok(
-      lines.includes('charge correlationId: checkout-7'),
-      "lines.includes('charge correlationId: checkout-7')",
-    );
+    printed(lines, 'charges handled: 1');
+    printed(lines, "charge id is deriveMessageId(order id, 0, 'billing'): true");
+    printed(lines, "charge causationId is the order's id: true");
+    printed(lines, 'charge correlationId: checkout-7');
     assert.equal(
       count(lines, /^publish refused: COURIER_VALIDATION: message 'orders\.placed' is invalid: total:/),
       1,
@@ -99,10 +95,7 @@ describe('concept examples', { timeout: 20_000 }, () => {
       lines.filter((l) => l.startsWith('refund:')),
       ['refund: attempt 1 at +0 ms fails for good'],
     );
-    assert.ok(
-      lines.includes('sync:   attempt 2 at +30000 ms succeeds'),
-      "lines.includes('sync:   attempt 2 at +30000 ms succeeds')",
-    );
+    printed(lines, 'sync:   attempt 2 at +30000 ms succeeds');
     assert.ok(
       lines.includes('dlq:    payments.charge reason=max-attempts attempts=5 error=Error: card service down'),
     );
@@ -135,12 +128,9 @@ describe('concept examples', { timeout: 20_000 }, () => {
         'priority: handled d (priority 9), c (priority 5), e (priority 5), a (priority 0), b (priority 0)',
       ),
     );
-    assert.ok(lines.includes('key:      acct-A handled 1, 2, 3; acct-B handled 1, 2'));
-    assert.ok(
-      lines.includes('key:      two handlers of one key ever ran at once: false'),
-      "lines.includes('key:      two handlers of one key ever ran at once: false')",
-    );
-    assert.ok(lines.includes('release:  lenient handled 1, 3 (#2 dead-lettered, the key moved on)'));
+    printed(lines, 'key:      acct-A handled 1, 2, 3; acct-B handled 1, 2');
+    printed(lines, 'key:      two handlers of one key ever ran at once: false');
+    printed(lines, 'release:  lenient handled 1, 3 (#2 dead-lettered, the key moved on)');
     inOrder(lines, [
       /^park: {5}strict handled 1; #3 waits behind the parked key \(depth 1\)$/,
       /^park: {5}after the replay strict handled 1, 2, 3$/,
@@ -162,8 +152,8 @@ describe('concept examples', { timeout: 20_000 }, () => {
     const lines = await run(dedup);
     assert.equal(count(lines, /^payments: captured 42 for o-1/), 1);
     assert.equal(count(lines, /^payments: captured 7 for o-2/), 1);
-    assert.ok(lines.includes('dedup:    2 publishes with one dedupId, 1 capture'));
-    assert.ok(lines.includes('inbox:    message capture-o-2-msg delivered twice, 1 capture'));
+    printed(lines, 'dedup:    2 publishes with one dedupId, 1 capture');
+    printed(lines, 'inbox:    message capture-o-2-msg delivered twice, 1 capture');
   });
 
   it('request-reply: reply, RemoteError, TimeoutError and a handler that still ran', async () => {
@@ -178,14 +168,8 @@ describe('concept examples', { timeout: 20_000 }, () => {
 
   it('versions: upcast from version 1, dead-letter a version newer than the consumer', async () => {
     const lines = await run(versions);
-    assert.ok(
-      lines.includes('billing: o-1 (sent as version 1) total 1250 cents EUR'),
-      "lines.includes('billing: o-1 (sent as version 1) total 1250 cents EUR')",
-    );
-    assert.ok(
-      lines.includes('billing: o-2 (sent as version 2) total 990 cents USD'),
-      "lines.includes('billing: o-2 (sent as version 2) total 990 cents USD')",
-    );
+    printed(lines, 'billing: o-1 (sent as version 1) total 1250 cents EUR');
+    printed(lines, 'billing: o-2 (sent as version 2) total 990 cents USD');
     assert.ok(
       lines.includes(
         "dlq:     reason=validation: message 'orders.placed' is version 3, newer than version 2 this consumer knows: deploy the newer consumer",
@@ -265,11 +249,8 @@ describe('concept examples', { timeout: 20_000 }, () => {
       numbers.every((n) => n >= 1 && n <= 10),
       'numbers.every((n) => n >= 1 && n <= 10)',
     );
-    assert.ok(lines.includes('metering: 24 stored'), "lines.includes('metering: 24 stored')");
-    assert.ok(
-      lines.includes('dlq:      reason=rejected: meter m-7: negative reading'),
-      "lines.includes('dlq:      reason=rejected: meter m-7: negative reading')",
-    );
+    printed(lines, 'metering: 24 stored');
+    printed(lines, 'dlq:      reason=rejected: meter m-7: negative reading');
   });
 });
 
@@ -277,10 +258,7 @@ describe('sagas doc', () => {
   it('order saga: confirms, compensates a rejection, and times out a silent payment', async () => {
     const lines = await run(orderSaga);
     inOrder(lines, [/charged 42 for o-1/, /o-1 confirmed/]);
-    assert.ok(
-      lines.includes('orders:    o-2 cancelled: out of stock'),
-      "lines.includes('orders:    o-2 cancelled: out of stock')",
-    );
+    printed(lines, 'orders:    o-2 cancelled: out of stock');
     inOrder(lines, [
       /o-3 gateway does not answer/,
       /30 s later/,
