@@ -15,9 +15,29 @@ function typescriptFiles(dir: string): string[] {
   });
 }
 
-/** A one-line `assert.ok(x)` or `assert(x)` statement with no second argument. */
-const SINGLE_ARGUMENT = /\bassert(\.ok)?\(([^,;]*)\);/;
+const CALL = /\bassert(\.ok)?\(/g;
 const STRING = /'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`(?:[^`\\]|\\.)*`/g;
+
+/**
+ * Whether `line` holds an `assert.ok(x)` or `assert(x)` call whose arguments close on the same line
+ * with no comma at their top level: no message. Strings are emptied first (a comma in one is not a
+ * second argument); a call spread over several lines is not seen.
+ */
+function hasBareAssert(line: string): boolean {
+  const code = line.replace(STRING, "''");
+  for (const match of code.matchAll(CALL)) {
+    let depth = 1;
+    let comma = false;
+    for (let i = match.index + match[0].length; i < code.length && depth > 0; i++) {
+      const c = code[i];
+      if (c === '(' || c === '[' || c === '{') depth++;
+      else if (c === ')' || c === ']' || c === '}') depth--;
+      else if (c === ',' && depth === 1) comma = true;
+    }
+    if (depth === 0 && !comma) return true;
+  }
+  return false;
+}
 
 // Without a message, a failing assert.ok makes Node parse the test's source from every token until
 // it finds the call; TypeScript under tsx never parses, and near the end of a 490-line file that took
@@ -29,11 +49,7 @@ it('every one-argument assert.ok and assert in the tests carries a message', () 
       readFileSync(file, 'utf8')
         .split('\n')
         .forEach((line, i) => {
-          // Strings emptied first: a comma inside one is not a second argument.
-          const match = SINGLE_ARGUMENT.exec(line.replace(STRING, "''"));
-          // Balanced parentheses: the whole argument list is on this line.
-          if (match && [...match[2]!].reduce((d, c) => d + (c === '(' ? 1 : c === ')' ? -1 : 0), 0) === 0)
-            bare.push(`${file.slice(root.length)}:${i + 1} ${line.trim()}`);
+          if (hasBareAssert(line)) bare.push(`${file.slice(root.length)}:${i + 1} ${line.trim()}`);
         });
     }
   }

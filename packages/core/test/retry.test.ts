@@ -127,7 +127,7 @@ describe('nextRetryDelay', () => {
 
   it('never returns more than maxDelayMs, jitter included', () => {
     const policy = resolveRetryPolicy({ maxAttempts: 20, immediate: 0, maxDelayMs: 60_000, jitter: 0.2 });
-    assert.ok(nextRetryDelay(policy, 15, () => 0.999)! <= policy.maxDelayMs);
+    assert.ok(nextRetryDelay(policy, 15, () => 0.999)! <= policy.maxDelayMs, 'capped at maxDelayMs');
   });
 });
 

@@ -31,7 +31,7 @@ test('behaves as a Set under any sequence of adds and deletes, and reuses freed 
         assert.equal(slots.size, model.size);
         assert.deepEqual(new Set(slots.values()), model);
         // Never more slots than the most items it held at once.
-        assert.ok(Math.max(-1, ...slots.values().map((i) => i.slot)) < largest);
+        assert.ok(Math.max(-1, ...slots.values().map((i) => i.slot)) < largest, 'slots below the largest');
       }
     }),
     { numRuns: 300 },

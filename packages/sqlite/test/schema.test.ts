@@ -246,7 +246,7 @@ test('the default path ./data/courier.db is created, folder included, in the wor
       assert.equal(transport.path, './data/courier.db');
       assert.equal(existsSync(join(dir, 'data')), false);
       await transport.start();
-      assert.ok(existsSync(join(dir, 'data', 'courier.db')));
+      assert.ok(existsSync(join(dir, 'data', 'courier.db')), 'data/courier.db created');
       assert.equal(meta(transport, 'schema_version'), String(schemaVersion));
     } finally {
       await transport.close();
