@@ -60,7 +60,7 @@ describe('order flow', () => {
       'payments.charged',
     ]);
     assert.equal(history[0]?.type, 'orders.placed');
-    for (const entry of history) assert.ok(!Number.isNaN(Date.parse(entry.at)), entry.at);
+    for (const entry of history) assert.ok(!Number.isNaN(Date.parse(entry.at)), `at ${entry.at}`);
 
     const email = await eventually('the email', () => (box.emails().length > 0 ? box.emails() : undefined));
     assert.deepEqual(email, [`${id}.eml`]);

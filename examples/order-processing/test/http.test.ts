@@ -144,7 +144,7 @@ describe('order API', () => {
     assert.equal(all.status, 200);
     assert.ok(Array.isArray(all.body.orders), 'Array.isArray(all.body.orders)');
     for (const order of all.body.orders)
-      assert.ok(['pending', 'confirmed', 'cancelled'].includes(order.status), order.status);
+      assert.ok(['pending', 'confirmed', 'cancelled'].includes(order.status), `status ${order.status}`);
   });
 
   it('serves the stock and the health', async () => {
