@@ -1,5 +1,4 @@
 import { randomInt } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import type {
   Capabilities,
   ConsumeOptions,
@@ -19,6 +18,7 @@ import type Database from 'better-sqlite3';
 import { PendingAcks, settleAcks } from './acks.js';
 import { type Batch, BatchRunner, type ClaimRequest, type Command, Do } from './batch.js';
 import { startCheckpointer } from './checkpointer.js';
+import { availableCpus } from './cpus.js';
 import {
   type DeliverySettler,
   type LocalConsumer,
@@ -61,8 +61,9 @@ export interface SqliteOptions {
    * connection of its own while batches are in flight or large, so it overlaps with the handlers on
    * the event loop, and on the event loop when the thread would be idle (a thread hop costs more
    * than a small batch's SQL); the thread starts with the first consumer, or with the first large
-   * batch of a process that only publishes; a process that may run on one CPU only (its CPU
-   * affinity) keeps every batch on the event loop, as `never`. `always`: every batch on the thread.
+   * batch of a process that only publishes; a process that may use one CPU at most (its CPU
+   * affinity, or its cgroup's CPU quota as in `docker run --cpus=1`) keeps every batch on the event
+   * loop, as `never`. `always`: every batch on the thread.
    * `never`: every batch on the event loop. `:memory:` is always `never` (its database lives in one
    * connection).
    */
@@ -75,15 +76,17 @@ export type WriterThreadMode = 'auto' | 'always' | 'never';
 const WRITER_THREAD_MODES: readonly WriterThreadMode[] = ['auto', 'always', 'never'];
 
 /**
- * The mode a transport runs with. `:memory:` has one connection, so no thread. `auto` with one CPU
- * (`cpus`, the process's `availableParallelism()`: its affinity, not a container's CPU quota)
- * runs on the event loop: the thread would only take turns with it on that CPU and add the
- * hand-over. courier-sqlite-e2e under `taskset -c 0`: 50.6-65.4k msg/s on the event loop against
- * 39.5-53.4k with the thread (ten alternating pairs, nine won; medians 54.5k and 46.5k).
+ * The mode a transport runs with. `:memory:` has one connection, so no thread. `auto` with at most
+ * one CPU (`cpus`: the process's affinity or its cgroup's CPU quota, whichever is smaller; see
+ * cpus.ts) runs on the event loop: the thread would only take turns with it and add the hand-over.
+ * courier-sqlite-e2e under `taskset -c 0`: 50.6-65.4k msg/s on the event loop against 39.5-53.4k
+ * with the thread (ten alternating pairs, nine won); in a cgroup with a quota of one CPU, 48.7-62.5k
+ * against 40.0-46.0k (six pairs, all won). With a quota of 1.5 CPUs the thread wins (62.3-73.7k
+ * against 56.1-70.0k, six pairs, five won), so it is one CPU, not two, below which 'auto' goes without.
  */
 export function writerThreadFor(mode: WriterThreadMode, path: string, cpus: number): WriterThreadMode {
   if (path === ':memory:') return 'never';
-  return mode === 'auto' && cpus < 2 ? 'never' : mode;
+  return mode === 'auto' && cpus <= 1 ? 'never' : mode;
 }
 
 /** A batch's plain acks and their callers' promises (`PendingAcks.take`). */
@@ -204,7 +207,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
       pollMinMs: nonNegative(options.pollMinMs ?? 1, 'pollMinMs'),
       pollMaxMs: nonNegative(options.pollMaxMs ?? 50, 'pollMaxMs'),
       cacheSizeMb: nonNegative(options.cacheSizeMb ?? DEFAULT_CACHE_MB, 'cacheSizeMb'),
-      writerThread: writerThreadFor(writerThread, this.path, availableParallelism()),
+      writerThread: writerThreadFor(writerThread, this.path, availableCpus()),
     };
     this.durability = synchronous === 'FULL' ? 'fsync' : 'process-crash';
     this.adoptExisting = options.adoptExisting ?? false;

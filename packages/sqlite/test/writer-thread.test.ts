@@ -6,19 +6,19 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { TransportError } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import type { Batch } from '../src/batch.js';
-import { writerThreadFor } from '../src/transport.js';
+import { availableCpus } from '../src/cpus.js';
 import type { WriterResult, WriterThreadData } from '../src/writer.js';
 import { ThreadWriter } from '../src/writer.js';
 import { consumeIds, testItem } from './items.js';
 
 /** Tests of when 'auto' starts the thread need two CPUs: with one it starts none (tested below). */
-const AUTO_STARTS_NO_THREAD = availableParallelism() < 2 && "one CPU: 'auto' starts no writer thread";
+const AUTO_STARTS_NO_THREAD = availableCpus() <= 1 && "one CPU: 'auto' starts no writer thread";
 
 function withDir(run: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'courier-writer-'));
@@ -171,14 +171,6 @@ test(
       }
     }),
 );
-
-test("'auto' keeps every batch on the event loop with one CPU; other modes are as given", () => {
-  assert.equal(writerThreadFor('auto', 'a.db', 1), 'never');
-  assert.equal(writerThreadFor('auto', 'a.db', 2), 'auto');
-  assert.equal(writerThreadFor('always', 'a.db', 1), 'always', 'an explicit choice stands');
-  assert.equal(writerThreadFor('never', 'a.db', 8), 'never');
-  assert.equal(writerThreadFor('always', ':memory:', 8), 'never', ':memory: has one connection');
-});
 
 test(
   "a consumer in a process pinned to one CPU starts no writer thread and handles everything ('auto')",
