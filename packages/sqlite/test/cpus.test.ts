@@ -4,13 +4,13 @@
  * this test may make a cgroup (root, cgroup v1's cpu controller), a real process under a quota.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { cfsQuota, cgroupCpuQuota, cpuMaxQuota, type ReadText } from '../src/cpus.js';
 import { writerThreadFor } from '../src/transport.js';
+import { runOneCpuConsumer } from './one-cpu.js';
 
 /** A stand-in file system: the files given, every other read throws. */
 const files =
@@ -105,19 +105,9 @@ test('a consumer in a cgroup with a quota of one CPU starts no writer thread and
   try {
     writeFileSync(join(group, 'cpu.cfs_period_us'), '100000');
     writeFileSync(join(group, 'cpu.cfs_quota_us'), '100000');
-    const fixture = new URL('./fixtures/one-cpu-consumer.ts', import.meta.url).pathname;
     // The shell moves itself into the cgroup, then becomes the node process.
-    const script = `echo $$ > ${group}/cgroup.procs && exec "$0" "$@"`;
-    const out = execFileSync(
-      'sh',
-      ['-c', script, process.execPath, '--import', 'tsx', fixture, join(dir, 'q.db')],
-      { encoding: 'utf8' },
-    );
-    const seen = JSON.parse(out.trim().split('\n').pop()!) as {
-      cpus: number;
-      thread: boolean;
-      handled: number;
-    };
+    const joinGroup = ['sh', '-c', `echo $$ > ${group}/cgroup.procs && exec "$0" "$@"`];
+    const seen = runOneCpuConsumer(joinGroup, join(dir, 'q.db'));
     assert.deepEqual(seen, { cpus: 1, thread: false, handled: 10 });
   } finally {
     rmdirSync(group);

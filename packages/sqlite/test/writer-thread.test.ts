@@ -4,7 +4,6 @@
  * thread died goes on with every batch on the event loop.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import { availableCpus } from '../src/cpus.js';
 import type { WriterResult, WriterThreadData } from '../src/writer.js';
 import { ThreadWriter } from '../src/writer.js';
 import { consumeIds, testItem } from './items.js';
+import { runOneCpuConsumer } from './one-cpu.js';
 
 /** Tests of when 'auto' starts the thread need two CPUs: with one it starts none (tested below). */
 const AUTO_STARTS_NO_THREAD = availableCpus() <= 1 && "one CPU: 'auto' starts no writer thread";
@@ -177,18 +177,8 @@ test(
   { skip: process.platform !== 'linux' && 'taskset pins a process to a CPU on Linux only' },
   () =>
     withDir(async (dir) => {
-      const fixture = new URL('./fixtures/one-cpu-consumer.ts', import.meta.url).pathname;
-      const run = (pin: boolean) => {
-        const node = [process.execPath, '--import', 'tsx', fixture, join(dir, `${pin}.db`)];
-        const out = pin
-          ? execFileSync('taskset', ['-c', '0', ...node], { encoding: 'utf8' })
-          : execFileSync(node[0]!, node.slice(1), { encoding: 'utf8' });
-        return JSON.parse(out.trim().split('\n').pop()!) as {
-          cpus: number;
-          thread: boolean;
-          handled: number;
-        };
-      };
+      const run = (pin: boolean) =>
+        runOneCpuConsumer(pin ? ['taskset', '-c', '0'] : [], join(dir, `${pin}.db`));
       assert.deepEqual(run(true), { cpus: 1, thread: false, handled: 10 });
       // The same program with the machine's CPUs (two or more here) does start one.
       const free = run(false);
