@@ -6,6 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { type Batch, BatchRunner } from './batch.js';
+import { type PackedBatch, unpackPublishes } from './packed-publishes.js';
 import { SqliteQueues } from './queues.js';
 import { openDatabase } from './schema.js';
 import { SqliteSagaStore } from './stores.js';
@@ -50,9 +51,9 @@ try {
     for (const result of results) post({ kind: 'result', result: resultData(result) });
   };
 
-  port.on('message', (message: Batch | { stop: true }) => {
+  port.on('message', (message: PackedBatch | { stop: true }) => {
     if ('commands' in message) {
-      queue.push(message);
+      queue.push(unpackPublishes(message));
       // Run after the messages already in the port are read, so batches sent together commit together.
       if (queue.length === 1 && retryTimer === undefined) setImmediate(runQueued);
     } else {

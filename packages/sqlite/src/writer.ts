@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CourierError, NoRouteError, TransportError } from '@courier/core';
 import type { Batch, BatchResult, BatchRunner } from './batch.js';
+import { packPublishes } from './packed-publishes.js';
 import { type ClaimedRows, packRows } from './rows.js';
 import type { Synchronous } from './schema.js';
 
@@ -125,7 +126,7 @@ export class ThreadWriter implements Writer {
     // The acks' buffer is copied, not transferred: a transfer detaches it, and the first detached
     // ArrayBuffer in a process makes V8 throw away the optimized code of every function that reads
     // a typed array or Buffer (ids, packed claims, acks), and compile it again with detach checks.
-    this.worker.postMessage(batch);
+    this.worker.postMessage(packPublishes(batch));
   }
 
   async close(): Promise<void> {
