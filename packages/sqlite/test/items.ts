@@ -1,5 +1,5 @@
 /** Numbered test messages for the SQLite transport's own tests (batch, leases, writer thread). */
-import type { PublishItem, Transport } from '@courier/core';
+import type { Envelope, PublishItem, Transport } from '@courier/core';
 
 /**
  * Consumes `queue` on `transport`, acking each delivery, until `count` have arrived or `timeoutMs`
@@ -43,5 +43,23 @@ export function testItem(
         : { body: new Uint8Array(0), bodyText: json }),
       ...(options.priority ? { priority: options.priority } : {}),
     },
+  };
+}
+
+/**
+ * What a consumer can read of an envelope, as plain data: compare what was published with what
+ * was delivered. The body as hex of its text or bytes; priority 0 and none alike.
+ */
+export function envelopeFields(e: Envelope) {
+  return {
+    id: e.id,
+    type: e.type,
+    headers: { ...e.headers },
+    body: Buffer.from(e.bodyText ?? e.body).toString('hex'),
+    bodyText: e.bodyText,
+    key: e.key,
+    priority: e.priority || undefined,
+    expiresAt: e.expiresAt,
+    dedupId: e.dedupId,
   };
 }

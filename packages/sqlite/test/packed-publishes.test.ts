@@ -9,11 +9,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { Delivery, PublishItem } from '@courier/core';
+import type { PublishItem } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import { type Batch, type Command, Do } from '../src/batch.js';
 import { packPublishes, unpackPublishes } from '../src/packed-publishes.js';
 import { STORE_ONE, type StoredItem } from '../src/rows.js';
+import { envelopeFields } from './items.js';
 
 const TEXTS = ['plain', '', 'héllo ✓', 'emoji 🚚 and \u0000 nul', 'x'.repeat(300)];
 
@@ -88,21 +89,6 @@ test('packing twice in a row reuses nothing the first batch still needs', () => 
   assert.deepEqual(acrossThreads(second).commands, commands(10).reverse());
 });
 
-/** What a consumer reads of an envelope, as plain data. */
-function seen(delivery: Delivery) {
-  const e = delivery.envelope;
-  return {
-    id: e.id,
-    type: e.type,
-    headers: { ...e.headers },
-    body: Buffer.from(e.bodyText ?? e.body).toString('hex'),
-    key: e.key,
-    priority: e.priority || undefined,
-    expiresAt: e.expiresAt,
-    dedupId: e.dedupId,
-  };
-}
-
 function publishItem(n: number): PublishItem {
   const text = TEXTS[n % TEXTS.length]!;
   const id = `id-${n}`;
@@ -132,35 +118,21 @@ test('publishes sent one by one through the writer thread are stored as sent', a
     const published = Array.from({ length: 60 }, (_, n) => publishItem(n));
     // One call per message, all in one turn: one batch of single publishes.
     await Promise.all(published.map((item) => transport.publish([item])));
-    const got = new Map<string, ReturnType<typeof seen>>();
+    const got = new Map<string, ReturnType<typeof envelopeFields>>();
     let done!: () => void;
     const all = new Promise<void>((resolve) => {
       done = resolve;
     });
     const handle = await transport.consume('q', { prefetch: 100, leaseMs: 30_000 }, (delivery) => {
-      got.set(delivery.envelope.id, seen(delivery));
+      got.set(delivery.envelope.id, envelopeFields(delivery.envelope));
       void delivery.ack().then(() => {
         if (got.size === published.length) done();
       });
     });
     await all;
     await handle.stop();
-    for (const { envelope: e } of published) {
-      assert.deepEqual(
-        got.get(e.id),
-        {
-          id: e.id,
-          type: e.type,
-          headers: { ...e.headers },
-          body: Buffer.from(e.bodyText ?? e.body).toString('hex'),
-          key: e.key,
-          priority: e.priority || undefined,
-          expiresAt: e.expiresAt,
-          dedupId: e.dedupId,
-        },
-        e.id,
-      );
-    }
+    for (const { envelope } of published)
+      assert.deepEqual(got.get(envelope.id), envelopeFields(envelope), envelope.id);
   } finally {
     await transport.close();
     rmSync(dir, { recursive: true, force: true });

@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import type { Delivery, PublishItem } from '@courier/core';
 import { sqlite } from '@courier/sqlite';
 import { type ClaimedRow, PACKED, Packed, packRows, Row } from '../src/rows.js';
+import { envelopeFields } from './items.js';
 
 const future = Date.now() + 3_600_000;
 
@@ -56,26 +57,16 @@ const FIELDS = [
 function seen(delivery: Delivery, first = 0) {
   const e = delivery.envelope;
   void e[FIELDS[first % FIELDS.length]!];
-  return {
-    id: e.id,
-    type: e.type,
-    headers: { ...e.headers },
-    body: Buffer.from(e.body).toString('hex'),
-    bodyText: e.bodyText,
-    key: e.key,
-    priority: e.priority,
-    expiresAt: e.expiresAt,
-    dedupId: e.dedupId,
-  };
+  return envelopeFields(e);
 }
 
-async function roundTrip(published: PublishItem[]): Promise<Map<string, ReturnType<typeof seen>>> {
+async function roundTrip(published: PublishItem[]): Promise<Map<string, ReturnType<typeof envelopeFields>>> {
   const dir = mkdtempSync(join(tmpdir(), 'courier-packed-'));
   const transport = sqlite({ path: join(dir, 'courier.db'), writerThread: 'always' });
   try {
     await transport.declare({ queues: [{ name: 'q' }], bindings: [] });
     await transport.publish(published);
-    const got = new Map<string, ReturnType<typeof seen>>();
+    const got = new Map<string, ReturnType<typeof envelopeFields>>();
     let done!: () => void;
     const all = new Promise<void>((resolve) => {
       done = resolve;
@@ -97,18 +88,7 @@ async function roundTrip(published: PublishItem[]): Promise<Map<string, ReturnTy
 }
 
 function expected(item: PublishItem) {
-  const e = item.envelope;
-  return {
-    id: e.id,
-    type: e.type,
-    headers: { ...e.headers },
-    body: Buffer.from(e.bodyText ?? e.body).toString('hex'),
-    bodyText: e.bodyText,
-    key: e.key,
-    priority: e.priority || undefined,
-    expiresAt: e.expiresAt,
-    dedupId: e.dedupId,
-  };
+  return envelopeFields(item.envelope);
 }
 
 for (const [name, text] of [
