@@ -94,11 +94,6 @@ export class QueueConsumer {
   private readonly running = new SlotSet<Work>();
   /** Deliveries taken and not yet done with: running, or waiting for their settle to commit. */
   private inProcess = 0;
-  /**
-   * The delivery `process` is handling on its own stack right now, if any: only then may the plain
-   * ack path finish it itself (`FINISHING`), since nothing up the stack awaits its outcome.
-   */
-  private syncWork: Work | undefined;
   private readonly idle = new Set<() => void>();
   private dispatchScheduled = false;
   private stopping = false;
@@ -223,25 +218,16 @@ export class QueueConsumer {
    * synchronously goes from decode to ack without an async frame (see `handleDelivery`).
    */
   private process(work: Work): void {
-    let done: Promise<unknown> | undefined | Finishing;
+    let done: Promise<unknown> | undefined;
     try {
       const key = work.delivery.envelope.key;
-      if (this.emulate.keys && key !== undefined) done = this.processKeyed(work, key);
-      else {
-        this.syncWork = work;
-        done = this.handleDelivery(work, work.delivery.attempt);
-      }
+      done =
+        this.emulate.keys && key !== undefined
+          ? this.processKeyed(work, key)
+          : this.handleDelivery(work, work.delivery.attempt);
     } catch (error) {
       this.deps.emit({ kind: 'error', error, queue: this.queue });
-    } finally {
-      this.syncWork = undefined;
     }
-    this.afterHandling(work, done);
-  }
-
-  /** Finishes `work` once `done` (what handling it returned) has settled. */
-  private afterHandling(work: Work, done: Promise<unknown> | undefined | Finishing): void {
-    if (done === FINISHING) return;
     if (done === undefined) this.processed(work);
     else
       done.then(
@@ -274,7 +260,7 @@ export class QueueConsumer {
   private async handleWithLocalRetries(work: Work): Promise<void> {
     let attempt = work.delivery.attempt;
     for (;;) {
-      const outcome = await notFinishing(this.handleDelivery(work, attempt, true));
+      const outcome = await this.handleDelivery(work, attempt, true);
       if (outcome === undefined || work.settled || this.stopping) return;
       await work.delivery.extendLease(outcome + this.limits.leaseMs);
       await sleep(this.deps.clock, outcome, work.signal).catch(() => {});
@@ -289,7 +275,11 @@ export class QueueConsumer {
    * is not (a dedup lookup, an async schema, an async handler or middleware, the settle's commit):
    * returns undefined when nothing was left to wait for, else a promise of the outcome.
    */
-  private handleDelivery(work: Work, attempt: number, holdRetries = false): Handled | Finishing {
+  private handleDelivery(
+    work: Work,
+    attempt: number,
+    holdRetries = false,
+  ): Promise<number | undefined> | undefined {
     const { delivery } = work;
     const { envelope } = delivery;
     if (envelopeOver(envelope, this.deps.maxMessageBytes)) {
@@ -346,7 +336,7 @@ export class QueueConsumer {
       await this.settle(work, () => work.delivery.ack());
       return undefined;
     }
-    return notFinishing(this.handleMessage(work, message, attempt, holdRetries));
+    return this.handleMessage(work, message, attempt, holdRetries);
   }
 
   /** `handleDelivery` from a decoded message on: route to handlers, validate, run, settle. */
@@ -355,7 +345,7 @@ export class QueueConsumer {
     message: Message,
     attempt: number,
     holdRetries: boolean,
-  ): Handled | Finishing {
+  ): Promise<number | undefined> | undefined {
     const { delivery } = work;
     let typeMatches = this.byType.get(message.type);
     if (!typeMatches) {
@@ -406,7 +396,7 @@ export class QueueConsumer {
       }
       if (data instanceof Promise) {
         return data.then(
-          (valid: unknown) => notFinishing(this.runValid(work, message, subs, attempt, holdRetries, valid)),
+          (valid: unknown) => this.runValid(work, message, subs, attempt, holdRetries, valid),
           (error: unknown) => this.rejectInvalid(work, message, subs, attempt, error),
         );
       }
@@ -445,7 +435,7 @@ export class QueueConsumer {
     attempt: number,
     holdRetries: boolean,
     data: unknown,
-  ): Handled | Finishing {
+  ): Promise<number | undefined> | undefined {
     // The message was decoded for this delivery alone: set the validated data in place.
     (message as { data: unknown }).data = data;
     const batchSub = subs.find((s) => s.batch);
@@ -461,31 +451,11 @@ export class QueueConsumer {
       return this.conclude(work, ctx, message, sub, attempt, undefined, holdRetries);
     // The handlers finished synchronously and nothing waits for the ack's commit but its failure:
     // the ack goes out with no async frame held until it commits.
-    const acked = this.settle(work, () => work.delivery.ack(ctx.outgoing));
-    if (this.syncWork !== work)
-      return acked.then(noOutcome, (storeError) => {
-        // The output could not be stored (no route, broker down): the message was not acked.
-        work.settled = false;
-        return this.conclude(work, ctx, message, sub, attempt, storeError, holdRetries);
-      });
-    // Called from `process` on its own stack: the ack's commit finishes the delivery, with one
-    // reaction instead of a promise for `process` to wait on in turn (a promise and a turn of
-    // microtasks fewer per message).
-    this.syncWork = undefined;
-    acked.then(
-      () => this.processed(work),
-      (storeError: unknown) => {
-        work.settled = false;
-        let done: Handled;
-        try {
-          done = this.conclude(work, ctx, message, sub, attempt, storeError, holdRetries);
-        } catch (error) {
-          done = Promise.reject(error);
-        }
-        this.afterHandling(work, done);
-      },
-    );
-    return FINISHING;
+    return this.settle(work, () => work.delivery.ack(ctx.outgoing)).then(noOutcome, (storeError) => {
+      // The output could not be stored (no route, broker down): the message was not acked.
+      work.settled = false;
+      return this.conclude(work, ctx, message, sub, attempt, storeError, holdRetries);
+    });
   }
 
   private context(work: Work, message: Message, sub: Subscription, attempt: number): Context {
@@ -823,19 +793,6 @@ function noError(): undefined {
 /** A step's settle outcome when nothing was held back for a retry. */
 function noOutcome(): undefined {
   return undefined;
-}
-
-/** What handling a delivery returns: its outcome (a delay to retry after), or undefined. */
-type Handled = Promise<number | undefined> | undefined;
-
-/** Returned instead of `Handled` when the ack path has taken over finishing the delivery. */
-const FINISHING: unique symbol = Symbol('finishing');
-type Finishing = typeof FINISHING;
-
-/** `result` of a call that cannot have finished the delivery itself (it was not on `process`'s stack). */
-function notFinishing<T>(result: T | Finishing): T {
-  if (result === FINISHING) throw new Error('a delivery was finished off the stack of process()');
-  return result;
 }
 
 /** `runHandlers`: the handlers finished synchronously, without error. */
