@@ -36,31 +36,20 @@ export function cgroupCpuQuota(read: ReadText = readText): number {
     if (!match) continue;
     const [, controllers, path] = match as unknown as [string, string, string];
     const dirs = (root: string) => (path === '/' ? [root] : [`${root}${path}`, root]);
+    let found: number | undefined;
     if (controllers === '') {
-      for (const dir of dirs('/sys/fs/cgroup')) {
-        const found = attempt(() => cpuMaxQuota(read(`${dir}/cpu.max`)));
-        if (found !== undefined) {
-          quota = Math.min(quota, found);
-          break;
-        }
-      }
+      found = firstQuota(dirs('/sys/fs/cgroup'), (dir) => cpuMaxQuota(read(`${dir}/cpu.max`)));
     } else if (controllers.split(',').includes('cpu')) {
-      for (const root of new Set([
+      const roots = new Set([
         `/sys/fs/cgroup/${controllers}`,
         '/sys/fs/cgroup/cpu',
         '/sys/fs/cgroup/cpu,cpuacct',
-      ])) {
-        const found = dirs(root)
-          .map((dir) =>
-            attempt(() => cfsQuota(read(`${dir}/cpu.cfs_quota_us`), read(`${dir}/cpu.cfs_period_us`))),
-          )
-          .find((q) => q !== undefined);
-        if (found !== undefined) {
-          quota = Math.min(quota, found);
-          break;
-        }
-      }
+      ]);
+      found = firstQuota([...roots].flatMap(dirs), (dir) =>
+        cfsQuota(read(`${dir}/cpu.cfs_quota_us`), read(`${dir}/cpu.cfs_period_us`)),
+      );
     }
+    if (found !== undefined) quota = Math.min(quota, found);
   }
   return quota;
 }
@@ -85,10 +74,14 @@ function ratio(quota: number, period: number): number {
   return quota / period;
 }
 
-function attempt<T>(read: () => T): T | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
+/** The quota of the first of `dirs` where `quotaIn` finds one (it throws where there is none). */
+function firstQuota(dirs: readonly string[], quotaIn: (dir: string) => number): number | undefined {
+  for (const dir of dirs) {
+    try {
+      return quotaIn(dir);
+    } catch {
+      // Not here: the next one.
+    }
   }
+  return undefined;
 }

@@ -77,16 +77,16 @@ const WRITER_THREAD_MODES: readonly WriterThreadMode[] = ['auto', 'always', 'nev
 
 /**
  * The mode a transport runs with. `:memory:` has one connection, so no thread. `auto` with at most
- * one CPU (`cpus`: the process's affinity or its cgroup's CPU quota, whichever is smaller; see
- * cpus.ts) runs on the event loop: the thread would only take turns with it and add the hand-over.
+ * one CPU (`cpus`, asked only then: the process's affinity or its cgroup's CPU quota, whichever is
+ * smaller; see cpus.ts) runs on the event loop: the thread would only take turns with it and add the hand-over.
  * courier-sqlite-e2e under `taskset -c 0`: 50.6-65.4k msg/s on the event loop against 39.5-53.4k
  * with the thread (ten alternating pairs, nine won); in a cgroup with a quota of one CPU, 48.7-62.5k
  * against 40.0-46.0k (six pairs, all won). With a quota of 1.5 CPUs the thread wins (62.3-73.7k
  * against 56.1-70.0k, six pairs, five won), so it is one CPU, not two, below which 'auto' goes without.
  */
-export function writerThreadFor(mode: WriterThreadMode, path: string, cpus: number): WriterThreadMode {
+export function writerThreadFor(mode: WriterThreadMode, path: string, cpus: () => number): WriterThreadMode {
   if (path === ':memory:') return 'never';
-  return mode === 'auto' && cpus <= 1 ? 'never' : mode;
+  return mode === 'auto' && cpus() <= 1 ? 'never' : mode;
 }
 
 /** A batch's plain acks and their callers' promises (`PendingAcks.take`). */
@@ -207,7 +207,7 @@ export class SqliteTransport implements Transport, DeliverySettler {
       pollMinMs: nonNegative(options.pollMinMs ?? 1, 'pollMinMs'),
       pollMaxMs: nonNegative(options.pollMaxMs ?? 50, 'pollMaxMs'),
       cacheSizeMb: nonNegative(options.cacheSizeMb ?? DEFAULT_CACHE_MB, 'cacheSizeMb'),
-      writerThread: writerThreadFor(writerThread, this.path, availableCpus()),
+      writerThread: writerThreadFor(writerThread, this.path, availableCpus),
     };
     this.durability = synchronous === 'FULL' ? 'fsync' : 'process-crash';
     this.adoptExisting = options.adoptExisting ?? false;

@@ -83,13 +83,22 @@ test('the quota is found where each cgroup layout keeps it, the smallest one win
 });
 
 test("'auto' goes without the thread at one CPU or less; other modes are as given", () => {
-  assert.equal(writerThreadFor('auto', 'a.db', 1), 'never');
-  assert.equal(writerThreadFor('auto', 'a.db', 0.5), 'never');
-  assert.equal(writerThreadFor('auto', 'a.db', 1.5), 'auto', 'measured: the thread wins with 1.5 CPUs');
-  assert.equal(writerThreadFor('auto', 'a.db', 2), 'auto');
-  assert.equal(writerThreadFor('always', 'a.db', 1), 'always', 'an explicit choice stands');
-  assert.equal(writerThreadFor('never', 'a.db', 8), 'never');
-  assert.equal(writerThreadFor('always', ':memory:', 8), 'never', ':memory: has one connection');
+  const count = (cpus: number) => () => cpus;
+  assert.equal(writerThreadFor('auto', 'a.db', count(1)), 'never');
+  assert.equal(writerThreadFor('auto', 'a.db', count(0.5)), 'never');
+  assert.equal(
+    writerThreadFor('auto', 'a.db', count(1.5)),
+    'auto',
+    'measured: the thread wins with 1.5 CPUs',
+  );
+  assert.equal(writerThreadFor('auto', 'a.db', count(2)), 'auto');
+  assert.equal(writerThreadFor('always', 'a.db', count(1)), 'always', 'an explicit choice stands');
+  assert.equal(writerThreadFor('never', 'a.db', count(8)), 'never');
+  assert.equal(writerThreadFor('always', ':memory:', count(8)), 'never', ':memory: has one connection');
+  // The cgroup files are read only when 'auto' on a file needs them.
+  const unasked = () => assert.fail('the CPUs were counted for a mode that does not depend on them');
+  assert.equal(writerThreadFor('always', 'a.db', unasked), 'always');
+  assert.equal(writerThreadFor('auto', ':memory:', unasked), 'never');
 });
 
 const V1_CPU = '/sys/fs/cgroup/cpu';
