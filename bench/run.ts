@@ -90,12 +90,21 @@ const CASES: readonly BenchmarkCase[] = [
   },
 ];
 
-/** The ratios of issue 3's "Done when", with their targets. */
-const RATIOS = [
+/**
+ * The ratios of issue 3's "Done when", with their targets. `quickCaveat`: why a ratio is not held to
+ * its target in a --quick run (its two sides ran different counts), printed instead of met or MISSED.
+ */
+const RATIOS: readonly { numerator: string; denominator: string; target: number; quickCaveat?: string }[] = [
   { numerator: 'courier-sqlite-e2e', denominator: 'bullmq-e2e', target: 3 },
-  { numerator: 'courier-sqlite-e2e', denominator: 'raw-sqlite-queue', target: 0.5 },
+  {
+    numerator: 'courier-sqlite-e2e',
+    denominator: 'raw-sqlite-queue',
+    target: 0.5,
+    quickCaveat:
+      "not comparable in --quick: the e2e run's 20,000 messages against the raw queue's 100,000 weigh its warm-up five times as much",
+  },
   { numerator: 'courier-sqlite-backlog-last', denominator: 'courier-sqlite-backlog-first', target: 0.8 },
-] as const;
+];
 
 /** The absolute targets of "Done when" (latency and memory). */
 const LIMITS = [
@@ -258,9 +267,10 @@ function medianRun(all: readonly BenchResult[]): BenchResult {
 function ratioLines(
   results: readonly BenchResult[],
   runs: ReadonlyMap<string, readonly BenchResult[]>,
+  quick: boolean,
 ): string[] {
   const byName = new Map(results.map((r) => [r.name, r]));
-  const lines = RATIOS.map(({ numerator, denominator, target }) => {
+  const lines = RATIOS.map(({ numerator, denominator, target, quickCaveat }) => {
     const top = byName.get(numerator)?.msgs_per_s;
     const bottom = byName.get(denominator)?.msgs_per_s;
     const label = `${numerator} / ${denominator}`;
@@ -273,7 +283,11 @@ function ratioLines(
       tops.length > 1 && tops.length === bottoms.length
         ? `; in each round: ${tops.map((t, i) => ((t.msgs_per_s ?? 0) / (bottoms[i]!.msgs_per_s || 1)).toFixed(2)).join(', ')}`
         : '';
-    return `- ${label} = ${ratio.toFixed(2)} (target ≥ ${target}: ${ratio >= target ? 'met' : 'MISSED'}${perRound})`;
+    const verdict =
+      quick && quickCaveat !== undefined
+        ? `target ≥ ${target} for a full run; ${quickCaveat}`
+        : `target ≥ ${target}: ${ratio >= target ? 'met' : 'MISSED'}`;
+    return `- ${label} = ${ratio.toFixed(2)} (${verdict}${perRound})`;
   });
   const floor = byName.get('latency-floor')?.p99_ms;
   for (const { name, field, below, unit } of LIMITS) {
@@ -371,7 +385,7 @@ async function main(): Promise<void> {
   const loadAfter = os.loadavg();
 
   const notes = results.filter((r) => r.note).map((r) => `- ${r.name} (${r.status}): ${r.note}`);
-  const ratios = ratioLines(results, runs);
+  const ratios = ratioLines(results, runs, args.quick);
   say(`\n${table(results)}\n\nratios and targets (issue 3, "Done when"):\n${ratios.join('\n')}`);
   say(`\ntotal ${totalSeconds.toFixed(1)} s (${timings.join(', ')})`);
   if (args.json) for (const result of results) process.stdout.write(`${publicJson(result)}\n`);
