@@ -63,9 +63,8 @@ export interface SqliteOptions {
    * than a small batch's SQL); the thread starts with the first consumer, or with the first large
    * batch of a process that only publishes; a process that may use one CPU at most (its CPU
    * affinity, or its cgroup's CPU quota as in `docker run --cpus=1`) keeps every batch on the event
-   * loop, as `never`. `always`: every batch on the thread.
-   * `never`: every batch on the event loop. `:memory:` is always `never` (its database lives in one
-   * connection).
+   * loop, as `never`. `always`: every batch on the thread. `never`: every batch on the event loop.
+   * `:memory:` is always `never` (its database lives in one connection).
    */
   writerThread?: WriterThreadMode;
 }
@@ -78,11 +77,12 @@ const WRITER_THREAD_MODES: readonly WriterThreadMode[] = ['auto', 'always', 'nev
 /**
  * The mode a transport runs with. `:memory:` has one connection, so no thread. `auto` with at most
  * one CPU (`cpus`, asked only then: the process's affinity or its cgroup's CPU quota, whichever is
- * smaller; see cpus.ts) runs on the event loop: the thread would only take turns with it and add the hand-over.
- * courier-sqlite-e2e under `taskset -c 0`: 50.6-65.4k msg/s on the event loop against 39.5-53.4k
- * with the thread (ten alternating pairs, nine won); in a cgroup with a quota of one CPU, 48.7-62.5k
- * against 40.0-46.0k (six pairs, all won). With a quota of 1.5 CPUs the thread wins (62.3-73.7k
- * against 56.1-70.0k, six pairs, five won), so it is one CPU, not two, below which 'auto' goes without.
+ * smaller; see cpus.ts) runs on the event loop: the thread would only take turns with it and add
+ * the hand-over. courier-sqlite-e2e under `taskset -c 0`: 50.6-65.4k msg/s on the event loop
+ * against 39.5-53.4k with the thread (ten alternating pairs, nine won); in a cgroup with a quota of
+ * one CPU, 48.7-62.5k against 40.0-46.0k (six pairs, all won). With a quota of 1.5 CPUs the thread
+ * wins (62.3-73.7k against 56.1-70.0k, six pairs, five won), so it is one CPU, not two, below which
+ * 'auto' goes without.
  */
 export function writerThreadFor(mode: WriterThreadMode, path: string, cpus: () => number): WriterThreadMode {
   if (path === ':memory:') return 'never';
